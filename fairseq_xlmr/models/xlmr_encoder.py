@@ -1,0 +1,245 @@
+"""XLM-R encoder (Conneau et al., 2020; XL/XXL: Goyal et al., 2021) as model `xlmr_encoder`.
+
+fairseq ships the RoBERTa weights layout but no XLM-R architecture. We subclass fairseq's
+RoBERTa classes and change only what differs: attention goes through
+`torch.nn.functional.scaled_dot_product_attention` (flash/efficient kernels on GPU), the input
+can carry optional language embeddings (XLM-style; off, as in XLM-R), and the configuration is
+a typed dataclass. Parameter names are fairseq RoBERTa's, so stock fairseq checkpoints, the
+2019 XLM-R releases and our own checkpoints load into each other unchanged.
+"""
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fairseq import utils
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.distributed import fsdp_wrap
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.roberta.model import RobertaEncoder, RobertaModel
+from fairseq.models.roberta.model import base_architecture as roberta_base_architecture
+from fairseq.models.transformer import TransformerConfig, TransformerEncoderBase
+from fairseq.modules import MultiheadAttention
+from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
+from fairseq.modules.checkpoint_activations import checkpoint_wrapper
+from fairseq.modules.transformer_sentence_encoder import init_bert_params
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class XlmrEncoderConfig(FairseqDataclass):
+    # Defaults are XLM-R base; the architecture presets below override sizes only.
+    encoder_layers: int = field(default=12, metadata={"help": "number of Transformer layers"})
+    encoder_embed_dim: int = field(default=768, metadata={"help": "hidden size"})
+    encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "feed-forward inner size"})
+    encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads per layer"})
+    encoder_normalize_before: bool = field(
+        default=False,
+        metadata={"help": "pre-LayerNorm blocks and a final LayerNorm (XL/XXL); base/large are post-LN"},
+    )
+    layernorm_embedding: bool = field(
+        default=True, metadata={"help": "LayerNorm after token+position embeddings (base/large)"}
+    )
+    activation_fn: ChoiceEnum(utils.get_available_activation_fns()) = field(
+        default="gelu", metadata={"help": "feed-forward activation"}
+    )
+    pooler_activation_fn: ChoiceEnum(utils.get_available_activation_fns()) = field(
+        default="tanh", metadata={"help": "activation of classification heads"}
+    )
+    dropout: float = field(default=0.1, metadata={"help": "dropout on embeddings and residual branches"})
+    attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention weights"})
+    activation_dropout: float = field(default=0.0, metadata={"help": "dropout after the FFN activation"})
+    pooler_dropout: float = field(default=0.0, metadata={"help": "dropout in classification heads"})
+    max_positions: int = field(
+        default=512, metadata={"help": "longest input in tokens; the table has max_positions + 2 rows (514)"}
+    )
+    untie_weights_roberta: bool = field(
+        default=False, metadata={"help": "untie the LM head projection from the input embeddings"}
+    )
+    encoder_layerdrop: float = field(default=0.0, metadata={"help": "LayerDrop probability"})
+    load_checkpoint_heads: bool = field(
+        default=False, metadata={"help": "re-create classification heads found in a loaded checkpoint"}
+    )
+    language_embeddings: bool = field(
+        default=False,
+        metadata={"help": "add a learned per-language embedding to the input (XLM); XLM-R uses none"},
+    )
+
+
+def apply_defaults(cfg):
+    """Fill every field a preset did not set from the dataclass defaults (one place for defaults)."""
+    _preset(cfg, **{f.name: f.default for f in dataclasses.fields(XlmrEncoderConfig)})
+
+
+class XlmrSelfAttention(MultiheadAttention):
+    """fairseq's MultiheadAttention (same parameters) computed with SDPA for self-attention."""
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=False, attn_mask=None, **kwargs):
+        """query: `(seq_len, batch, embed_dim)`; key_padding_mask: `(batch, seq_len)`, True at padding."""
+        if need_weights or kwargs.get("incremental_state") is not None:
+            return super().forward(
+                query, key, value, key_padding_mask=key_padding_mask,
+                need_weights=need_weights, attn_mask=attn_mask, **kwargs,
+            )
+        seq_len, batch, embed_dim = query.shape
+
+        def heads(x):  # (seq_len, batch, embed_dim) -> (batch, heads, seq_len, head_dim)
+            return x.view(seq_len, batch, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
+
+        q, k, v = heads(self.q_proj(query)), heads(self.k_proj(query)), heads(self.v_proj(query))
+        mask = None
+        if key_padding_mask is not None:
+            # SDPA's boolean mask means "may attend"; fairseq's means "is padding".
+            mask = ~key_padding_mask.bool()[:, None, None, :]
+        if attn_mask is not None:  # additive (seq_len, seq_len), already -1e8 where blocked
+            additive = attn_mask.to(q.dtype)
+            mask = additive if mask is None else additive.masked_fill(~mask, float("-inf"))
+        dropout = self.dropout_module.p if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        out = out.permute(2, 0, 1, 3).reshape(seq_len, batch, embed_dim)
+        return self.out_proj(out), None
+
+
+class XlmrEncoderLayer(TransformerEncoderLayerBase):
+    def build_self_attention(self, embed_dim, cfg):
+        return XlmrSelfAttention(
+            embed_dim,
+            cfg.encoder.attention_heads,
+            dropout=cfg.attention_dropout,
+            self_attention=True,
+            q_noise=self.quant_noise,
+            qn_block_size=self.quant_noise_block_size,
+        )
+
+
+class XlmrSentenceEncoder(TransformerEncoderBase):
+    """The Transformer stack with SDPA layers and optional language embeddings."""
+
+    def __init__(self, cfg, dictionary, embed_tokens, num_languages=0):
+        super().__init__(cfg, dictionary, embed_tokens)
+        self.embed_languages = (
+            nn.Embedding(num_languages, embed_tokens.embedding_dim) if num_languages > 0 else None
+        )
+
+    def build_encoder_layer(self, cfg):
+        layer = XlmrEncoderLayer(cfg)
+        if cfg.checkpoint_activations:
+            layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
+        min_params = cfg.min_params_to_wrap if not cfg.checkpoint_activations else 0
+        return fsdp_wrap(layer, min_num_params=min_params)
+
+    def forward(self, src_tokens, src_lengths=None, return_all_hiddens=False, lang_id=None):
+        """src_tokens: `(batch, seq_len)`; lang_id: `(batch,)` language index, used only with
+        language embeddings. Returns fairseq's encoder_out dict, states `(seq_len, batch, dim)`."""
+        token_embeddings = None
+        if self.embed_languages is not None:
+            if lang_id is None:
+                raise ValueError(
+                    "`model.language_embeddings` is on but the batch has no `lang_id`; "
+                    "use task xlmr_mlm (it adds lang_id to net_input) or turn the option off."
+                )
+            # Added before scaling/positions; embed_scale is 1.0 for XLM-R (no_scale_embedding).
+            token_embeddings = self.embed_tokens(src_tokens) + self.embed_languages(lang_id)[:, None, :]
+        return self.forward_scriptable(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+
+
+class XlmrEncoder(RobertaEncoder):
+    def __init__(self, cfg, dictionary, num_languages=0):
+        self.num_languages = num_languages  # read by build_encoder, called from super().__init__
+        super().__init__(cfg, dictionary)
+
+    def build_encoder(self, args, dictionary, embed_tokens):
+        encoder = XlmrSentenceEncoder(
+            TransformerConfig.from_namespace(args), dictionary, embed_tokens, self.num_languages
+        )
+        encoder.apply(init_bert_params)
+        return encoder
+
+    def forward(self, src_tokens, features_only=False, return_all_hiddens=False, masked_tokens=None,
+                lang_id=None, **unused):
+        """Returns (logits `(batch, seq_len, vocab)` or `(n_masked, vocab)`, {"inner_states"})."""
+        x, extra = self.extract_features(src_tokens, return_all_hiddens=return_all_hiddens, lang_id=lang_id)
+        if not features_only:
+            x = self.output_layer(x, masked_tokens=masked_tokens)
+        return x, extra
+
+    def extract_features(self, src_tokens, return_all_hiddens=False, lang_id=None, **unused):
+        encoder_out = self.sentence_encoder(src_tokens, return_all_hiddens=return_all_hiddens, lang_id=lang_id)
+        features = encoder_out["encoder_out"][0].transpose(0, 1)  # (batch, seq_len, dim)
+        inner_states = encoder_out["encoder_states"] if return_all_hiddens else None
+        return features, {"inner_states": inner_states}
+
+
+@register_model("xlmr_encoder", dataclass=XlmrEncoderConfig)
+class XlmrEncoderModel(RobertaModel):
+    """RobertaModel with the XLM-R architectures; forward, heads and key upgrades are inherited."""
+
+    @classmethod
+    def build_model(cls, cfg, task):
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(cfg):
+            OmegaConf.set_struct(cfg, False)
+        apply_defaults(cfg)
+        # fairseq's TransformerConfig reads legacy RoBERTa fields (learned positions, no
+        # embedding scaling, ...); RoBERTa's preset fills those we do not expose.
+        roberta_base_architecture(cfg)
+        num_languages = 0
+        if cfg.language_embeddings:
+            languages = getattr(task, "languages", None)
+            if not languages:
+                raise ValueError(
+                    f"`model.language_embeddings` needs a task that names its languages; task "
+                    f"{type(task).__name__} has none. Use --task xlmr_mlm or turn the option off."
+                )
+            num_languages = len(languages)
+        encoder = XlmrEncoder(cfg, task.source_dictionary, num_languages)
+        if OmegaConf.is_config(cfg):
+            OmegaConf.set_struct(cfg, True)
+        return cls(cfg, encoder)
+
+
+def _preset(cfg, **values):
+    """Set each value the user did not give on the command line or in YAML."""
+    for name, value in values.items():
+        if getattr(cfg, name, None) is None:
+            setattr(cfg, name, value)
+
+
+# Presets set sizes only, then call the base, which fills the rest from XlmrEncoderConfig.
+@register_model_architecture("xlmr_encoder", "xlmr_base")
+def xlmr_base(cfg):
+    apply_defaults(cfg)
+
+
+@register_model_architecture("xlmr_encoder", "xlmr_debug")
+def xlmr_debug(cfg):
+    """Tiny model every CPU test uses."""
+    _preset(cfg, encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_attention_heads=4)
+    xlmr_base(cfg)
+
+
+@register_model_architecture("xlmr_encoder", "xlmr_large")
+def xlmr_large(cfg):
+    _preset(cfg, encoder_layers=24, encoder_embed_dim=1024, encoder_ffn_embed_dim=4096, encoder_attention_heads=16)
+    xlmr_base(cfg)
+
+
+# XL/XXL (Goyal et al., 2021): pre-LayerNorm blocks, a final LayerNorm, no embedding LayerNorm.
+@register_model_architecture("xlmr_encoder", "xlmr_xl")
+def xlmr_xl(cfg):
+    _preset(cfg, encoder_layers=36, encoder_embed_dim=2560, encoder_ffn_embed_dim=10240, encoder_attention_heads=32,
+            encoder_normalize_before=True, layernorm_embedding=False)
+    xlmr_base(cfg)
+
+
+@register_model_architecture("xlmr_encoder", "xlmr_xxl")
+def xlmr_xxl(cfg):
+    _preset(cfg, encoder_layers=48, encoder_embed_dim=4096, encoder_ffn_embed_dim=16384, encoder_attention_heads=32,
+            encoder_normalize_before=True, layernorm_embedding=False)
+    xlmr_base(cfg)

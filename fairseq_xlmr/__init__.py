@@ -3,3 +3,7 @@
 `fairseq-train --user-dir fairseq_xlmr` imports this package. fairseq only auto-imports the
 `tasks/` and `models/` folders of a user dir, so every registered component is imported here.
 """
+
+from fairseq_xlmr import checkpoint  # noqa: F401  (allow-lists fairseq's checkpoint globals)
+from fairseq_xlmr.models import xlmr_encoder  # noqa: F401
+from fairseq_xlmr.optim import xlmr_fused_adam  # noqa: F401

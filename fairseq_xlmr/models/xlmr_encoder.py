@@ -175,9 +175,62 @@ class XlmrEncoder(RobertaEncoder):
         return features, {"inner_states": inner_states}
 
 
+class XlmrTokenHead(nn.Module):
+    """A linear layer on every token's final state: NER/POS labels, or QA start/end logits."""
+
+    def __init__(self, embed_dim, num_outputs, dropout):
+        super().__init__()
+        self.dropout = nn.Dropout(p=dropout)
+        self.proj = nn.Linear(embed_dim, num_outputs)
+
+    def forward(self, features):
+        """features `(batch, seq_len, dim)` -> `(batch, seq_len, num_outputs)`."""
+        return self.proj(self.dropout(features))
+
+
 @register_model("xlmr_encoder", dataclass=XlmrEncoderConfig)
 class XlmrEncoderModel(RobertaModel):
-    """RobertaModel with the XLM-R architectures; forward, heads and key upgrades are inherited."""
+    """RobertaModel with the XLM-R architectures and per-token heads.
+
+    Sentence heads (`classification_heads`, on `<s>`), forward and the 2019 key upgrades are
+    RoBERTa's; `token_heads` add what NER/POS tagging and span QA need.
+    """
+
+    def __init__(self, args, encoder):
+        super().__init__(args, encoder)
+        self.token_heads = nn.ModuleDict()
+
+    def register_token_head(self, name, num_outputs, dropout=None):
+        """Add (or replace) a per-token head; num_outputs = labels (tagging) or 2 (QA start/end)."""
+        dropout = self.args.pooler_dropout if dropout is None else dropout
+        self.token_heads[name] = XlmrTokenHead(self.args.encoder_embed_dim, num_outputs, dropout)
+
+    def forward(self, src_tokens, features_only=False, return_all_hiddens=False,
+                classification_head_name=None, token_head_name=None, **kwargs):
+        """With `token_head_name`, returns `(batch, seq_len, num_outputs)` logits of that head."""
+        if token_head_name is None:
+            return super().forward(src_tokens, features_only, return_all_hiddens, classification_head_name, **kwargs)
+        features, extra = self.encoder(src_tokens, features_only=True, return_all_hiddens=return_all_hiddens, **kwargs)
+        return self.token_heads[token_head_name](features), extra
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = (name + "." if name else "") + "token_heads."
+        for key in [k for k in state_dict if k.startswith(prefix) and k.endswith(".proj.weight")]:
+            head = key[len(prefix):-len(".proj.weight")]
+            num_outputs = state_dict[key].size(0)
+            current = self.token_heads[head].proj.out_features if head in self.token_heads else None
+            if current == num_outputs:
+                continue
+            if self.args.load_checkpoint_heads:
+                self.register_token_head(head, num_outputs)
+            else:  # as RoBERTa does for sentence heads: drop heads the model was not built with
+                logger.warning("dropping token head %s (%d outputs) from the checkpoint", head, num_outputs)
+                for k in [k for k in state_dict if k.startswith(f"{prefix}{head}.")]:
+                    del state_dict[k]
+        # Heads registered on the model but absent from the checkpoint keep their fresh weights.
+        for key, value in self.token_heads.state_dict().items():
+            state_dict.setdefault(prefix + key, value)
 
     @classmethod
     def build_model(cls, cfg, task):

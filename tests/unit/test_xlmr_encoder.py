@@ -126,3 +126,28 @@ def test_masked_tokens_restrict_the_lm_head_to_masked_positions():
     only, _ = model(tokens, masked_tokens=masked)
     assert only.shape == (2, 1000)
     assert torch.allclose(only, full[masked], atol=1e-5)
+
+
+def test_token_heads_give_per_token_logits_and_survive_a_state_dict_round_trip():
+    torch.manual_seed(0)
+    model = build("xlmr_debug", pooler_dropout=0.0).eval()
+    model.register_token_head("ner", 9)
+    model.register_token_head("qa", 2)
+    model.register_classification_head("xnli", num_classes=3)
+    tokens = torch.randint(4, 900, (2, 11))
+    ner, _ = model(tokens, token_head_name="ner")
+    qa, _ = model(tokens, token_head_name="qa")
+    xnli, _ = model(tokens, classification_head_name="xnli")
+    assert ner.shape == (2, 11, 9) and qa.shape == (2, 11, 2) and xnli.shape == (2, 3)
+    features, _ = model(tokens, features_only=True)
+    assert torch.allclose(ner, model.token_heads["ner"].proj(features), atol=1e-6)
+
+    # A model built without heads re-creates them from a checkpoint when asked to.
+    fresh = build("xlmr_debug", pooler_dropout=0.0, load_checkpoint_heads=True).eval()
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    again, _ = fresh(tokens, token_head_name="ner")
+    assert torch.equal(again, ner)
+    # Without load_checkpoint_heads an unknown head is dropped, not an error.
+    plain = build("xlmr_debug")
+    plain.load_state_dict(model.state_dict(), strict=True)
+    assert "ner" not in plain.token_heads

@@ -1,0 +1,471 @@
+"""`xlmr binarize`: raw text -> SentencePiece -> fairseq mmap .bin/.idx in one pass over N workers.
+
+Output is what `fairseq-preprocess --only-source --srcdict dict.txt` writes for the SentencePiece-
+encoded text (same ids, same dtype, byte-identical files), minus empty and invalid-UTF-8 lines. (One
+deliberate difference: a piece that Python counts as whitespace, such as U+0085, which fairseq's
+whitespace split of the encoded text would silently drop, is kept.) Layout:
+
+    <dest>/dict.txt
+    <dest>/<lang>/{train,valid,test}.{bin,idx}              (--num-shards 1)
+    <dest>/shard{k}/{dict.txt,<lang>/train.*,<lang>/valid.*,<lang>/test.*}   (--num-shards K > 1)
+
+Split policy: valid/test are chosen by a content hash, not by position. Each sentence is hashed
+(BLAKE2b of its SentencePiece ids, so lines equal after SentencePiece's normalisation collide); the
+`--valid-lines` distinct sentences with the smallest hashes go to valid, the next `--test-lines` to
+test, the rest to train, each split keeping file order. The choice is deterministic, independent of
+file order and worker count, and every copy of a sentence lands in the same split, so valid/test never
+leak into train even without `--dedup` (without it, a split may hold a few more lines than asked).
+Shards: train is cut into K contiguous, near-equal blocks in file order; valid/test are written to
+every shard (identical files), so whichever shard an epoch reads has the same held-out sets.
+"""
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from fairseq_xlmr.preprocess.spm import (
+    DICT_FILENAME,
+    SPM_FILENAME,
+    check_spm_matches_dict,
+    count_lines,
+    resolve_language_files,
+)
+
+SPLITS = ("train", "valid", "test")
+_DROP = -1  # split code of a removed duplicate
+# Bytes per work item: bounds worker memory and gives the progress bar a step; any value gives the
+# same output, since every per-line decision is made from the line alone or in the parent.
+CHUNK_BYTES = 8 << 20
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--corpus-dir", required=True, help="directory with one <lang>.txt per language")
+    parser.add_argument("--languages", nargs="+", default=None,
+                        help="languages to binarize (default: every *.txt in --corpus-dir)")
+    parser.add_argument("--spm-model", required=True, help=f"SentencePiece model ({SPM_FILENAME})")
+    parser.add_argument("--dict", default=None,
+                        help=f"fairseq dict.txt matching --spm-model (default: {DICT_FILENAME} beside it)")
+    parser.add_argument("--dest-dir", required=True, help="output directory (data-bin)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
+    parser.add_argument("--valid-lines", type=int, default=0,
+                        help="distinct sentences per language held out for valid (chosen by content hash)")
+    parser.add_argument("--test-lines", type=int, default=0,
+                        help="distinct sentences per language held out for test (chosen by content hash)")
+    parser.add_argument("--num-shards", type=int, default=1,
+                        help="split train into K shard dirs (fairseq's data1:data2:... epochs)")
+    parser.add_argument("--dedup", action="store_true",
+                        help="drop exact duplicates within a language (equal SentencePiece ids), "
+                        "keeping the first")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --dest-dir")
+
+
+def main(args) -> int:
+    binarize(
+        corpus_dir=Path(args.corpus_dir),
+        spm_model=Path(args.spm_model),
+        dict_path=Path(args.dict) if args.dict else None,
+        dest_dir=Path(args.dest_dir),
+        languages=args.languages,
+        workers=args.workers,
+        valid_lines=args.valid_lines,
+        test_lines=args.test_lines,
+        num_shards=args.num_shards,
+        dedup=args.dedup,
+        overwrite=args.overwrite,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def find_line_offsets(path: Path, num_chunks: int) -> List[int]:
+    """`num_chunks + 1` byte offsets cutting the file on line starts (chunks may be empty).
+
+    fairseq's `file_chunker_utils.find_offsets` does the same in text mode, where a line that is not
+    valid UTF-8 raises; here the file is read as bytes, so bad lines are counted instead.
+    """
+    size = os.path.getsize(path)
+    offsets = [0] * num_chunks + [size]
+    with open(path, "rb") as f:
+        for i in range(1, num_chunks):
+            f.seek(size * i // num_chunks)
+            f.readline()  # move to the start of the next line
+            offsets[i] = f.tell()
+    return offsets
+
+
+def split_lines(data: bytes):
+    """Decode a chunk of whole lines. Returns (lines, invalid): the valid UTF-8 lines without line
+    endings, and the number of lines that were not valid UTF-8."""
+    if not data:
+        return [], 0
+    if data.endswith(b"\n"):
+        data = data[:-1]  # the last newline ends a line; it does not start an empty one
+    try:
+        lines, invalid = data.decode("utf-8").split("\n"), 0  # fast path: the whole chunk is valid
+    except UnicodeDecodeError:
+        lines, invalid = [], 0
+        for raw in data.split(b"\n"):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                invalid += 1
+    if b"\r" in data:
+        # Text-mode reading (as fairseq-preprocess does) turns "\r\n" into "\n".
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines, invalid
+
+
+def build_id_table(sp, dictionary) -> np.ndarray:
+    """(spm_vocab,) int64 lookup SPM id -> fairseq id, by piece string; pieces absent from dict -> unk.
+
+    For an XLM-R-layout dict this is SPM id + 1 (and SPM's <unk> -> fairseq <unk>); going through the
+    piece strings keeps it right for any dict, exactly as `Dictionary.encode_line` on pieces would.
+    """
+    return np.array([dictionary.index(sp.id_to_piece(i)) for i in range(sp.get_piece_size())],
+                    dtype=np.int64)
+
+
+def encode_lines(sp, id_table: np.ndarray, lines: List[str], eos: int):
+    """SentencePiece-encode a batch and map to fairseq ids with </s> appended to every sentence.
+
+    Returns (tokens, sizes, keep): tokens (sum(sizes),) int64, sizes (num_kept,) int64 and keep
+    (len(lines),) bool, False for lines without any piece (empty after SentencePiece's
+    normalisation): they are dropped, where fairseq-preprocess would store a lone </s>.
+    """
+    encoded = sp.encode(lines, out_type="numpy", num_threads=1)
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    keep = lengths > 0
+    lengths = lengths[keep]
+    pieces = np.concatenate(encoded) if encoded else np.empty(0, np.int32)
+    sizes = lengths + 1
+    tokens = np.empty(int(sizes.sum()), dtype=np.int64)
+    is_eos = np.zeros(len(tokens), dtype=bool)
+    is_eos[np.cumsum(sizes) - 1] = True
+    tokens[is_eos] = eos
+    tokens[~is_eos] = id_table[pieces]
+    return tokens, sizes, keep
+
+
+def sentence_hashes(tokens: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """(num_sentences,) uint64 BLAKE2b-64 of each sentence's ids: stable across processes and runs."""
+    data = tokens.astype(np.int32).tobytes()
+    ends = (np.cumsum(sizes) * 4).tolist()
+    starts = [0] + ends[:-1]
+    digests = b"".join(hashlib.blake2b(data[s:e], digest_size=8).digest() for s, e in zip(starts, ends))
+    return np.frombuffer(digests, dtype=np.uint64)
+
+
+def assign_splits(hashes: np.ndarray, valid_lines: int, test_lines: int, dedup: bool) -> np.ndarray:
+    """(num_sentences,) int8 split code per sentence: 0 train, 1 valid, 2 test, -1 dropped duplicate.
+
+    Distinct sentences are ranked by hash; ranks [0, valid) go to valid, [valid, valid + test) to
+    test. Copies share a hash, so they share a split; with `dedup` only the first copy is kept.
+    """
+    codes = np.zeros(len(hashes), dtype=np.int8)
+    if not (dedup or valid_lines or test_lines):
+        return codes
+    _, first, rank = np.unique(hashes, return_index=True, return_inverse=True)
+    codes[rank < valid_lines] = 1
+    codes[(rank >= valid_lines) & (rank < valid_lines + test_lines)] = 2
+    if dedup:
+        is_first = np.zeros(len(hashes), dtype=bool)
+        is_first[first] = True
+        codes[~is_first] = _DROP
+    return codes
+
+
+def shard_ids(num_train: int, num_shards: int) -> np.ndarray:
+    """(num_train,) shard of each train sentence: K contiguous near-equal blocks in file order."""
+    return (np.arange(num_train, dtype=np.int64) * num_shards // max(num_train, 1)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- workers
+
+_worker = {}  # per-process state: the SentencePiece model and the id table, loaded once
+
+
+def _init_worker(spm_model: str, id_table: np.ndarray, eos: int, dtype, need_hashes: bool) -> None:
+    import sentencepiece as spm
+
+    _worker.update(sp=spm.SentencePieceProcessor(model_file=spm_model), id_table=id_table, eos=eos,
+                   dtype=dtype, need_hashes=need_hashes)
+
+
+@dataclass
+class ChunkResult:
+    prefix: str  # temp fairseq dataset holding the chunk's non-empty valid lines
+    lines: int  # lines read
+    sentences: int  # lines written to the temp dataset
+    empty: int
+    invalid: int
+    num_bytes: int
+    hashes: Optional[np.ndarray]  # (num_sentences,) uint64, when splits or dedup need them
+
+
+def _binarize_chunk(task) -> ChunkResult:
+    """Worker: one byte range of a language file -> a temp .bin/.idx of its sentences."""
+    path, start, end, prefix = task
+    from fairseq.data.indexed_dataset import MMapIndexedDataset
+
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    lines, invalid = split_lines(data)
+    tokens, sizes, keep = encode_lines(_worker["sp"], _worker["id_table"], lines, _worker["eos"])
+    hashes = sentence_hashes(tokens, sizes) if _worker["need_hashes"] else None
+    with open(prefix + ".bin", "wb") as f:
+        f.write(tokens.astype(_worker["dtype"]).tobytes())
+    with MMapIndexedDataset.Index.writer(prefix + ".idx", _worker["dtype"]) as index:
+        index.write(sizes.tolist())
+    return ChunkResult(prefix, len(lines) + invalid, len(sizes), int((~keep).sum()), invalid, len(data),
+                       hashes)
+
+
+# --------------------------------------------------------------------------- output
+
+
+class _SplitWriter:
+    """Appends sentences to one fairseq mmap dataset; `close` writes its .idx."""
+
+    def __init__(self, prefix: Path, dtype):
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        self.prefix, self.dtype = prefix, dtype
+        self.data = open(f"{prefix}.bin", "wb")
+        self.sizes: List[int] = []
+        self.tokens = 0
+
+    def append(self, tokens: np.ndarray, sizes: np.ndarray) -> None:
+        self.data.write(tokens.astype(self.dtype).tobytes())
+        # Python ints on purpose: fairseq's Index.writer sums pointers in the sizes' type, and
+        # numpy-2 int32 scalars would overflow past 2 GiB of data.
+        self.sizes.extend(sizes.tolist())
+        self.tokens += len(tokens)
+
+    def close(self) -> None:
+        from fairseq.data.indexed_dataset import MMapIndexedDataset
+
+        self.data.close()
+        with MMapIndexedDataset.Index.writer(f"{self.prefix}.idx", self.dtype) as index:
+            index.write(self.sizes)
+
+
+def _read_chunk(prefix: str, dtype):
+    from fairseq.data.indexed_dataset import MMapIndexedDataset
+
+    index = MMapIndexedDataset.Index(prefix + ".idx")
+    sizes = index.sizes.astype(np.int64)  # a copy: `index` unmaps its buffer when collected
+    del index
+    return np.fromfile(prefix + ".bin", dtype=dtype), sizes
+
+
+@dataclass
+class LanguageSummary:
+    lang: str
+    lines: int = 0
+    empty: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    tokens: int = 0
+    sentences: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+
+    @property
+    def kept(self) -> int:
+        return sum(self.sentences.values())
+
+
+def _write_language(lang: str, chunks: List[ChunkResult], root: Path, dtype, valid_lines: int,
+                    test_lines: int, num_shards: int, dedup: bool) -> LanguageSummary:
+    """Merge a language's worker outputs in chunk order into its split (and shard) datasets."""
+    summary = LanguageSummary(lang)
+    for c in chunks:
+        summary.lines += c.lines
+        summary.empty += c.empty
+        summary.invalid += c.invalid
+    if chunks[0].hashes is not None:
+        codes = assign_splits(np.concatenate([c.hashes for c in chunks]), valid_lines, test_lines, dedup)
+    else:
+        codes = np.zeros(sum(c.sentences for c in chunks), dtype=np.int8)
+    codes = codes.astype(np.int64)
+    summary.duplicates = int((codes == _DROP).sum())
+    num_train = int((codes == 0).sum())
+    if num_train < num_shards:
+        raise ValueError(
+            f"language {lang!r} has {num_train} train sentences left (of {summary.lines} lines: "
+            f"{summary.empty} empty, {summary.invalid} invalid UTF-8, {summary.duplicates} duplicates, "
+            f"{int((codes > 0).sum())} valid/test), fewer than --num-shards {num_shards}; lower "
+            "--valid-lines/--test-lines/--num-shards or add text.")
+    # Destination per sentence: 0..K-1 train shard, K valid, K+1 test, -1 dropped.
+    dest = np.where(codes == 0, 0, np.where(codes > 0, num_shards + codes - 1, -1)).astype(np.int64)
+    dest[codes == 0] = shard_ids(num_train, num_shards)
+    shard_dirs = [root] if num_shards == 1 else [root / f"shard{k}" for k in range(num_shards)]
+    writers = {k: _SplitWriter(shard_dirs[k] / lang / "train", dtype) for k in range(num_shards)}
+    for split_code, count in ((1, valid_lines), (2, test_lines)):
+        if count:
+            writers[num_shards + split_code - 1] = _SplitWriter(shard_dirs[0] / lang / SPLITS[split_code],
+                                                               dtype)
+    start = 0
+    for c in chunks:
+        tokens, sizes = _read_chunk(c.prefix, dtype)
+        chunk_dest = dest[start:start + len(sizes)]
+        start += len(sizes)
+        token_dest = np.repeat(chunk_dest, sizes)
+        for d, writer in writers.items():
+            mask = chunk_dest == d
+            if mask.any():
+                writer.append(tokens[token_dest == d], sizes[mask])
+        os.remove(c.prefix + ".bin")
+        os.remove(c.prefix + ".idx")
+    for d, writer in writers.items():
+        writer.close()
+        split = SPLITS[0] if d < num_shards else SPLITS[d - num_shards + 1]
+        summary.sentences[split] += len(writer.sizes)
+        summary.tokens += writer.tokens
+    # Held-out sets go to every shard, so each epoch's data dir has the same valid/test.
+    for split, count in zip(SPLITS[1:], (valid_lines, test_lines)):
+        for shard_dir in shard_dirs[1:] if count else []:
+            for ext in ("bin", "idx"):
+                shutil.copyfile(shard_dirs[0] / lang / f"{split}.{ext}", shard_dir / lang / f"{split}.{ext}")
+    return summary
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _check_options(corpus_dir, spm_model, dict_path, dest_dir, languages, workers, valid_lines,
+                   test_lines, num_shards, overwrite) -> Dict[str, Path]:
+    """Every user mistake as a ValueError before any work; returns the language files."""
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}.")
+    if num_shards < 1:
+        raise ValueError(f"--num-shards must be >= 1, got {num_shards}.")
+    for name, value in (("--valid-lines", valid_lines), ("--test-lines", test_lines)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}.")
+    files = resolve_language_files(corpus_dir, languages)
+    for name, path in (("--spm-model", spm_model), ("--dict", dict_path)):
+        if not Path(path).is_file():
+            raise ValueError(f"{name} {str(path)!r} does not exist; write it with `xlmr train-spm`.")
+    check_spm_matches_dict(spm_model, dict_path)
+    if Path(dest_dir).exists() and not Path(dest_dir).is_dir():
+        raise ValueError(f"--dest-dir {str(dest_dir)!r} is a file; choose a directory.")
+    if Path(dest_dir).exists() and any(Path(dest_dir).iterdir()) and not overwrite:
+        raise ValueError(f"--dest-dir {str(dest_dir)!r} already holds data; pass --overwrite to replace "
+                         "it or choose another directory.")
+    if valid_lines or test_lines:
+        for lang, path in files.items():
+            n = count_lines(path)
+            if n <= valid_lines + test_lines:
+                raise ValueError(f"language {lang!r} has {n} lines, not more than --valid-lines "
+                                 f"{valid_lines} + --test-lines {test_lines}; lower them or add text.")
+    return files
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Move the finished tmp dir into place; an old dest is removed only after the new one is in."""
+    old = None
+    if dest.exists() and any(dest.iterdir()):
+        old = dest.with_name(f"{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    elif dest.exists():
+        dest.rmdir()
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _format_summary(summaries: Sequence[LanguageSummary], seconds: float) -> str:
+    header = ("lang", "lines", "kept", "empty", "bad-utf8", "dups", "tokens", "train", "valid", "test")
+    rows = [header] + [
+        (s.lang, s.lines, s.kept, s.empty, s.invalid, s.duplicates, s.tokens, *s.sentences.values())
+        for s in summaries
+    ]
+    lines_total = sum(s.lines for s in summaries)
+    tokens_total = sum(s.tokens for s in summaries)
+    out = [f"{row[0]:<8}" + "".join(f"{v:>11,}" if isinstance(v, int) else f"{v:>11}" for v in row[1:])
+           for row in rows]
+    out.append(f"{lines_total:,} lines, {tokens_total:,} tokens in {seconds:.1f}s: "
+               f"{lines_total / seconds:,.0f} lines/s, {tokens_total / seconds:,.0f} tokens/s")
+    return "\n".join(out)
+
+
+def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optional[Path] = None,
+             languages: Optional[Sequence[str]] = None, workers: int = 1, valid_lines: int = 0,
+             test_lines: int = 0, num_shards: int = 1, dedup: bool = False, overwrite: bool = False,
+             quiet: bool = False) -> List[LanguageSummary]:
+    """Binarize `<corpus_dir>/<lang>.txt` into `dest_dir` (layout in the module docstring)."""
+    import sentencepiece as spm
+    from fairseq.data import Dictionary
+    from fairseq.data.indexed_dataset import best_fitting_int_dtype
+    from tqdm import tqdm
+
+    start_time = time.perf_counter()
+    spm_model, dest_dir = Path(spm_model), Path(dest_dir)
+    dict_path = Path(dict_path) if dict_path else spm_model.parent / DICT_FILENAME
+    files = _check_options(corpus_dir, spm_model, dict_path, dest_dir, languages, workers, valid_lines,
+                           test_lines, num_shards, overwrite)
+    dictionary = Dictionary.load(str(dict_path))
+    id_table = build_id_table(spm.SentencePieceProcessor(model_file=str(spm_model)), dictionary)
+    # The dtype fairseq-preprocess picks for this dict, so the files are byte-identical to its output.
+    dtype = best_fitting_int_dtype(len(dictionary))
+
+    tmp = dest_dir.with_name(f"{dest_dir.name}.tmp-{os.getpid()}")
+    work = tmp / "_chunks"
+    work.mkdir(parents=True)
+    tasks, owner, num_tasks = [], [], {}
+    for lang, path in files.items():
+        size = os.path.getsize(path)
+        num_chunks = max(workers, -(-size // CHUNK_BYTES))
+        offsets = find_line_offsets(path, num_chunks)
+        for i, (a, b) in enumerate(zip(offsets, offsets[1:])):
+            tasks.append((str(path), a, b, str(work / f"{lang}.{i}")))
+            owner.append(lang)
+        num_tasks[lang] = len(offsets) - 1
+    init_args = (str(spm_model), id_table, dictionary.eos(), dtype, bool(dedup or valid_lines or test_lines))
+
+    summaries, pool = [], None
+    try:
+        pool = Pool(workers, _init_worker, init_args) if workers > 1 else None
+        if pool is None:
+            _init_worker(*init_args)
+        results = pool.imap(_binarize_chunk, tasks) if pool else map(_binarize_chunk, tasks)
+        pending: List[ChunkResult] = []
+        bar = None
+        for lang, result in zip(owner, results):
+            if bar is None:
+                bar = tqdm(total=os.path.getsize(files[lang]), desc=f"binarize {lang}", unit="B",
+                           unit_scale=True, disable=quiet)
+            pending.append(result)
+            bar.update(result.num_bytes)
+            if len(pending) == num_tasks[lang]:
+                bar.close()
+                bar = None
+                summaries.append(_write_language(lang, pending, tmp, dtype, valid_lines, test_lines,
+                                                 num_shards, dedup))
+                pending = []
+        if pool is not None:
+            pool.close()
+            pool.join()
+        shutil.rmtree(work)
+        dict_dirs = [tmp] + ([tmp / f"shard{k}" for k in range(num_shards)] if num_shards > 1 else [])
+        for d in dict_dirs:
+            shutil.copyfile(dict_path, d / DICT_FILENAME)
+        _replace_dir(tmp, dest_dir)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    if not quiet:
+        print(_format_summary(summaries, time.perf_counter() - start_time), flush=True)
+        print(f"[binarize] wrote {dest_dir}", flush=True)
+    return summaries

@@ -18,6 +18,7 @@ from torch import nn
 
 from fairseq import utils
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.distributed import fsdp_wrap
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta.model import RobertaEncoder, RobertaModel
@@ -199,6 +200,12 @@ class XlmrEncoderModel(RobertaModel):
     def __init__(self, args, encoder):
         super().__init__(args, encoder)
         self.token_heads = nn.ModuleDict()
+
+    @classmethod
+    def add_args(cls, parser):
+        # RobertaModel replaces fairseq's dataclass-driven add_args with its own legacy flag
+        # list; ours come from XlmrEncoderConfig. No defaults here, so presets can fill them.
+        gen_parser_from_dataclass(parser, XlmrEncoderConfig(), delete_default=True)
 
     def register_token_head(self, name, num_outputs, dropout=None):
         """Add (or replace) a per-token head; num_outputs = labels (tagging) or 2 (QA start/end)."""

@@ -26,3 +26,16 @@ def test_train_stop_and_resume_from_checkpoint_last(tmp_path):
     assert state["optimizer_history"][-1]["num_updates"] == 12
     steps = [int(s["num_updates"]) for s in json_stats(second, '"num_updates"') if "loss" in s]
     assert steps == [7, 8, 9, 10, 11, 12]  # continued from update 6, not from scratch
+
+
+
+def test_model_config_fields_are_command_line_flags(tmp_path):
+    """RobertaModel's legacy add_args once hid our dataclass-only flags (--language-embeddings)."""
+    import pytest
+
+    data = make_word_data_bin(str(tmp_path / "data"))
+    argv = [data, "--user-dir", USER_DIR, "--task", "masked_lm", "--criterion", "masked_lm", *tiny_model_args(),
+            "--save-dir", tmp_path / "ck", "--max-update", "1", "--language-embeddings"]
+    # The flag is parsed and reaches the model, which refuses it for a task without languages.
+    with pytest.raises(ValueError, match="needs a task that names its languages"):
+        fairseq_train(argv)

@@ -7,3 +7,6 @@
 from fairseq_xlmr import checkpoint  # noqa: F401  (allow-lists fairseq's checkpoint globals)
 from fairseq_xlmr.models import xlmr_encoder  # noqa: F401
 from fairseq_xlmr.optim import xlmr_fused_adam  # noqa: F401
+from fairseq_xlmr.data import language_sampling, masking  # noqa: F401
+from fairseq_xlmr.tasks import xlmr_mlm  # noqa: F401
+from fairseq_xlmr.criterions import xlmr_mlm as xlmr_mlm_criterion  # noqa: F401

@@ -11,6 +11,7 @@ a typed dataclass. Parameter names are fairseq RoBERTa's, so stock fairseq check
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -34,17 +35,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class XlmrEncoderConfig(FairseqDataclass):
-    # Defaults are XLM-R base; the architecture presets below override sizes only.
-    encoder_layers: int = field(default=12, metadata={"help": "number of Transformer layers"})
-    encoder_embed_dim: int = field(default=768, metadata={"help": "hidden size"})
-    encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "feed-forward inner size"})
-    encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads per layer"})
-    encoder_normalize_before: bool = field(
-        default=False,
-        metadata={"help": "pre-LayerNorm blocks and a final LayerNorm (XL/XXL); base/large are post-LN"},
+    # Sizes and LayerNorm placement are None here and come from the architecture preset
+    # (xlmr_base, ...). With hydra, fairseq merges these defaults *before* the preset runs, so a
+    # concrete default would silently override the preset.
+    encoder_layers: Optional[int] = field(default=None, metadata={"help": "Transformer layers (preset)"})
+    encoder_embed_dim: Optional[int] = field(default=None, metadata={"help": "hidden size (preset)"})
+    encoder_ffn_embed_dim: Optional[int] = field(default=None, metadata={"help": "feed-forward inner size (preset)"})
+    encoder_attention_heads: Optional[int] = field(default=None, metadata={"help": "attention heads (preset)"})
+    encoder_normalize_before: Optional[bool] = field(
+        default=None,
+        metadata={"help": "pre-LayerNorm blocks and a final LayerNorm (XL/XXL); base/large are post-LN (preset)"},
     )
-    layernorm_embedding: bool = field(
-        default=True, metadata={"help": "LayerNorm after token+position embeddings (base/large)"}
+    layernorm_embedding: Optional[bool] = field(
+        default=None, metadata={"help": "LayerNorm after token+position embeddings (base/large) (preset)"}
     )
     activation_fn: ChoiceEnum(utils.get_available_activation_fns()) = field(
         default="gelu", metadata={"help": "feed-forward activation"}
@@ -73,8 +76,8 @@ class XlmrEncoderConfig(FairseqDataclass):
 
 
 def apply_defaults(cfg):
-    """Fill every field a preset did not set from the dataclass defaults (one place for defaults)."""
-    _preset(cfg, **{f.name: f.default for f in dataclasses.fields(XlmrEncoderConfig)})
+    """Fill every field the preset and the user left unset from the dataclass defaults."""
+    _preset(cfg, **{f.name: f.default for f in dataclasses.fields(XlmrEncoderConfig) if f.default is not None})
 
 
 class XlmrSelfAttention(MultiheadAttention):
@@ -245,7 +248,7 @@ class XlmrEncoderModel(RobertaModel):
 
         if OmegaConf.is_config(cfg):
             OmegaConf.set_struct(cfg, False)
-        apply_defaults(cfg)
+        xlmr_base(cfg)  # `_name: xlmr_encoder` without a preset means base sizes
         # fairseq's TransformerConfig reads legacy RoBERTa fields (learned positions, no
         # embedding scaling, ...); RoBERTa's preset fills those we do not expose.
         roberta_base_architecture(cfg)
@@ -274,6 +277,8 @@ def _preset(cfg, **values):
 # Presets set sizes only, then call the base, which fills the rest from XlmrEncoderConfig.
 @register_model_architecture("xlmr_encoder", "xlmr_base")
 def xlmr_base(cfg):
+    _preset(cfg, encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072, encoder_attention_heads=12,
+            encoder_normalize_before=False, layernorm_embedding=True)
     apply_defaults(cfg)
 
 

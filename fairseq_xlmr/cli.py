@@ -6,33 +6,39 @@ modules are imported only when their subcommand runs, so `xlmr --help` stays fas
 
 import argparse
 import importlib
+import logging
 import sys
 
 SUBCOMMANDS = {
     "fetch-corpora": ("fairseq_xlmr.preprocess.corpora", "download and convert the real multilingual text"),
     "train-spm": ("fairseq_xlmr.preprocess.spm", "train an α-sampled SentencePiece unigram model + dict.txt"),
     "binarize": ("fairseq_xlmr.preprocess.binarize", "raw text -> SentencePiece -> fairseq mmap .bin/.idx in one pass"),
+    "export-hf": ("fairseq_xlmr.interop.hf_export", "model dir -> HF transformers XLMRoberta(XL) models, one per head"),
+    "import-hf": ("fairseq_xlmr.interop.hf_import", "HF transformers XLMRoberta(XL) models -> model dir"),
+    "convert-vocab": ("fairseq_xlmr.interop.real_vocab", "XLM-R's released 250k vocabulary -> SentencePiece model + dict.txt"),
+    "eval-mlm": ("fairseq_xlmr.evaluation.mlm_eval", "per-language MLM loss/perplexity of a checkpoint (and of its init)"),
+    "plot-log": ("fairseq_xlmr.evaluation.plots", "per-language loss curves (PNG) from a fairseq-train JSON log"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
+    """The `xlmr` parser and its subparsers by name (without their arguments yet)."""
     parser = argparse.ArgumentParser(prog="xlmr", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
-        sub_parser.set_defaults(_module=module_name)
-        # Only the chosen subcommand's module is imported (see parse_args below).
-    return parser
+    subparsers = {name: sub.add_parser(name, help=help_text, description=help_text)
+                  for name, (_, help_text) in SUBCOMMANDS.items()}
+    return parser, subparsers
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    # First pass finds the subcommand; its module then adds its own arguments.
-    known, _ = parser.parse_known_args(argv)
-    module = importlib.import_module(known._module)
-    sub_parser = parser._subparsers._group_actions[0].choices[known.command]
-    module.add_arguments(sub_parser)
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, force=True)
+    parser, subparsers = build_parser()
+    # Only the chosen subcommand's module is imported; it adds its own arguments.
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[command][0])
+        module.add_arguments(subparsers[command])
     args = parser.parse_args(argv)
     return module.main(args) or 0
 

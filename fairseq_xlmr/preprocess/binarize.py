@@ -34,6 +34,7 @@ from fairseq_xlmr.preprocess.spm import (
     DICT_FILENAME,
     SPM_FILENAME,
     check_spm_matches_dict,
+    comma_list,
     count_lines,
     resolve_language_files,
 )
@@ -47,8 +48,8 @@ CHUNK_BYTES = 8 << 20
 
 def add_arguments(parser) -> None:
     parser.add_argument("--corpus-dir", required=True, help="directory with one <lang>.txt per language")
-    parser.add_argument("--languages", nargs="+", default=None,
-                        help="languages to binarize (default: every *.txt in --corpus-dir)")
+    parser.add_argument("--languages", type=comma_list, default=None,
+                        help="comma list of languages to binarize (default: every *.txt in --corpus-dir)")
     parser.add_argument("--spm-model", required=True, help=f"SentencePiece model ({SPM_FILENAME})")
     parser.add_argument("--dict", default=None,
                         help=f"fairseq dict.txt matching --spm-model (default: {DICT_FILENAME} beside it)")

@@ -22,10 +22,15 @@ FIRST_PIECE_ID = 3
 _READ_BLOCK = 1 << 20
 
 
+def comma_list(value: str) -> List[str]:
+    """`--languages en,de,ru` -> ["en", "de", "ru"] (the comma lists fairseq and our tasks use)."""
+    return [item for item in value.split(",") if item]
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--corpus-dir", required=True, help="directory with one <lang>.txt per language")
-    parser.add_argument("--languages", nargs="+", default=None,
-                        help="languages to use (default: every *.txt in --corpus-dir)")
+    parser.add_argument("--languages", type=comma_list, default=None,
+                        help="comma list of languages to use (default: every *.txt in --corpus-dir)")
     parser.add_argument("--out-dir", required=True, help=f"where {SPM_FILENAME} and {DICT_FILENAME} go")
     parser.add_argument("--vocab-size", type=int, default=250000,
                         help="number of SentencePiece pieces (XLM-R: 250000; a few hundred for tiny demos)")

@@ -210,7 +210,7 @@ def test_existing_output_is_kept_unless_overwrite_and_failures_leave_nothing(tin
 
 def test_cli_entry_point(tiny, tmp_path, capsys):
     rc = cli.main(["binarize", "--corpus-dir", str(tiny["corpus"]), "--spm-model", str(tiny["spm"]),
-                   "--dest-dir", str(tmp_path / "out"), "--languages", "de", "zh", "--workers", "2",
+                   "--dest-dir", str(tmp_path / "out"), "--languages", "de,zh", "--workers", "2",
                    "--valid-lines", "3"])
     assert rc == 0
     printed = capsys.readouterr().out

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.binarize [--corpus-dir DIR] [--megabytes 20] [--workers 2]
 
-Without --corpus-dir it uses /tmp/corpus/mono when present (unless --synthetic), else a synthetic
-multilingual corpus of --megabytes MB.
+Without --corpus-dir it uses a synthetic multilingual corpus of --megabytes MB; `make bench`
+(bench/run.py) runs it on the real corpus of `xlmr fetch-corpora`.
 Prints both wall times and the speed-up (baseline / ours).
 """
 
@@ -111,29 +111,36 @@ def make_synthetic_corpus(directory, megabytes: float, seed: int = 0) -> Path:
     return directory
 
 
+def run(corpus_dir, work_dir, workers: int = 2, vocab_size: int = 8000) -> dict:
+    """Time both pipelines on `corpus_dir` with the same SentencePiece model and workers."""
+    logging.disable(logging.INFO)  # fairseq-preprocess logs every step at INFO
+    try:
+        work_dir = Path(work_dir)
+        files = resolve_language_files(Path(corpus_dir), None)
+        size = sum(p.stat().st_size for p in files.values())
+        train_spm(corpus_dir=Path(corpus_dir), out_dir=work_dir / "spm", vocab_size=vocab_size,
+                  sample_sentences=200_000, num_threads=workers, quiet=True)
+        spm_model, dict_path = work_dir / "spm" / "sentencepiece.bpe.model", work_dir / "spm" / "dict.txt"
+        baseline = binarize_benchmark_baseline(corpus_dir, spm_model, dict_path, work_dir, workers)
+        ours = binarize_benchmark_ours(corpus_dir, spm_model, dict_path, work_dir, workers)
+    finally:
+        logging.disable(logging.NOTSET)
+    return {"corpus_mb": size / 1e6, "languages": len(files), "workers": workers,
+            "baseline_s": baseline, "ours_s": ours, "speedup": baseline / ours}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus-dir", default=None)
-    parser.add_argument("--synthetic", action="store_true", help="ignore /tmp/corpus/mono")
+    parser.add_argument("--corpus-dir", default=None, help="one <lang>.txt per language (default: synthetic)")
     parser.add_argument("--megabytes", type=float, default=20.0, help="size of the synthetic corpus")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--vocab-size", type=int, default=8000)
     args = parser.parse_args(argv)
-    logging.disable(logging.INFO)  # fairseq-preprocess logs every step at INFO
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = args.corpus_dir
-        if corpus is None and not args.synthetic and Path("/tmp/corpus/mono").is_dir():
-            corpus = "/tmp/corpus/mono"
-        if corpus is None:
-            corpus = make_synthetic_corpus(Path(tmp) / "corpus", args.megabytes)
-        size = sum(p.stat().st_size for p in resolve_language_files(Path(corpus), None).values())
-        train_spm(corpus_dir=Path(corpus), out_dir=Path(tmp) / "spm", vocab_size=args.vocab_size,
-                  sample_sentences=200_000, num_threads=args.workers, quiet=True)
-        spm_model, dict_path = Path(tmp) / "spm" / "sentencepiece.bpe.model", Path(tmp) / "spm" / "dict.txt"
-        baseline = binarize_benchmark_baseline(corpus, spm_model, dict_path, tmp, args.workers)
-        ours = binarize_benchmark_ours(corpus, spm_model, dict_path, tmp, args.workers)
-    print(f"binarize {size / 1e6:.1f} MB, workers={args.workers}: baseline {baseline:.1f}s, "
-          f"ours {ours:.1f}s, speed-up {baseline / ours:.2f}x")
+        corpus = args.corpus_dir or make_synthetic_corpus(Path(tmp) / "corpus", args.megabytes)
+        r = run(corpus, tmp, args.workers, args.vocab_size)
+    print(f"binarize {r['corpus_mb']:.1f} MB, workers={r['workers']}: baseline {r['baseline_s']:.1f}s, "
+          f"ours {r['ours_s']:.1f}s, speed-up {r['speedup']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,110 @@
+"""`make bench`: every benchmark in one run, written to bench/out/{results.json,results.md,*.png}.
+
+Sections: binarisation (`xlmr binarize` vs `spm_encode | fairseq-preprocess`, same corpus, model and
+workers) and task start-up time/peak memory vs number of languages (`xlmr_mlm` vs stock
+`multilingual_masked_lm`), all on the real corpus of `xlmr fetch-corpora`.
+"""
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bench import binarize as binarize_bench
+from bench import startup as startup_bench
+
+OUT = Path("bench/out")
+
+
+def fetch_corpus(out: Path) -> Path:
+    if not (out / "corpus" / "mono").is_dir():
+        subprocess.run([sys.executable, "-m", "fairseq_xlmr.cli", "fetch-corpora", "--out-dir", str(out / "corpus")],
+                       check=True)
+    return out / "corpus" / "mono"
+
+
+def binarize_all(corpus: Path, spm_dir: Path, out: Path) -> Path:
+    """Every language of the corpus binarised once, for the start-up scaling curve."""
+    from fairseq_xlmr.preprocess.binarize import binarize
+
+    dest = out / "data-bin-all"
+    if not dest.is_dir():
+        binarize(corpus, spm_dir / "sentencepiece.bpe.model", dest, workers=2, quiet=True)
+    return dest
+
+
+def write_markdown(results, path: Path):
+    b = results["binarize"]
+    lines = [
+        f"Machine: {results['machine']}. Command: `make bench`.", "",
+        "| binarisation | corpus | languages | workers | baseline s | ours s | speed-up |", "|---|---|---|---|---|---|---|",
+        f"| `xlmr binarize` vs `spm_encode \\| fairseq-preprocess` | {b['corpus_mb']:.0f} MB | {b['languages']} | "
+        f"{b['workers']} | {b['baseline_s']:.1f} | {b['ours_s']:.1f} | **{b['speedup']:.1f}×** |", "",
+        "| languages | start-up s (ours) | start-up s (stock) | peak RSS MB (ours) | peak RSS MB (stock) |",
+        "|---|---|---|---|---|",
+    ]
+    by_n = {}
+    for row in results["startup"]:
+        by_n.setdefault(row["languages"], {})[row["task"]] = row
+    for n, r in sorted(by_n.items()):
+        lines.append(f"| {n} | {r['ours']['setup_s']:.2f} | {r['stock']['setup_s']:.2f} | "
+                     f"{r['ours']['peak_rss_mb']:.0f} | {r['stock']['peak_rss_mb']:.0f} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot_startup(rows, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for task, style in (("ours", "o-"), ("stock", "s--")):
+        pts = sorted((r["languages"], r["setup_s"], r["peak_rss_mb"]) for r in rows if r["task"] == task)
+        xs = [p[0] for p in pts]
+        axes[0].plot(xs, [p[1] for p in pts], style, label=task)
+        axes[1].plot(xs, [p[2] for p in pts], style, label=task)
+    axes[0].set(title="task start-up (set-up + first epoch's batches)", xlabel="languages", ylabel="seconds")
+    axes[1].set(title="peak resident memory", xlabel="languages", ylabel="MB")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--counts", default="5,10,20,40,80,120", help="language counts for the start-up curve")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                          f"torch {torch.__version__}"}
+
+    corpus = fetch_corpus(out)
+    print("[bench] binarisation ...", flush=True)
+    results["binarize"] = binarize_bench.run(corpus, out / "binarize", args.workers)
+    print(f"[bench] binarize speed-up {results['binarize']['speedup']:.1f}x", flush=True)
+
+    print("[bench] task start-up vs languages ...", flush=True)
+    data_bin = binarize_all(corpus, out / "binarize" / "spm", out)
+    counts = [int(c) for c in args.counts.split(",")]
+    results["startup"] = startup_bench.run(data_bin, out / "startup", counts)
+    plot_startup(results["startup"], out / "startup.png")
+
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    write_markdown(results, out / "results.md")
+    print((out / "results.md").read_text())
+    print(f"[bench] wrote {out}/results.json, results.md, startup.png")
+
+
+if __name__ == "__main__":
+    main()

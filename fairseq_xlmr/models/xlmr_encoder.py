@@ -69,6 +69,11 @@ class XlmrEncoderConfig(FairseqDataclass):
     load_checkpoint_heads: bool = field(
         default=False, metadata={"help": "re-create classification heads found in a loaded checkpoint"}
     )
+    bf16_autocast: bool = field(
+        default=False,
+        metadata={"help": "on CUDA, run the forward under torch.autocast(bfloat16): fp32 weights and "
+                  "optimizer, no loss scaling (fairseq's own --bf16 implies --tpu and fails on GPUs)"},
+    )
     language_embeddings: bool = field(
         default=False,
         metadata={"help": "add a learned per-language embedding to the input (XLM); XLM-R uses none"},
@@ -218,6 +223,13 @@ class XlmrEncoderModel(RobertaModel):
     def forward(self, src_tokens, features_only=False, return_all_hiddens=False,
                 classification_head_name=None, token_head_name=None, **kwargs):
         """With `token_head_name`, returns `(batch, seq_len, num_outputs)` logits of that head."""
+        autocast = self.args.bf16_autocast and src_tokens.is_cuda
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            return self._forward(src_tokens, features_only, return_all_hiddens, classification_head_name,
+                                 token_head_name, **kwargs)
+
+    def _forward(self, src_tokens, features_only, return_all_hiddens, classification_head_name,
+                 token_head_name, **kwargs):
         if token_head_name is None:
             return super().forward(src_tokens, features_only, return_all_hiddens, classification_head_name, **kwargs)
         features, extra = self.encoder(src_tokens, features_only=True, return_all_hiddens=return_all_hiddens, **kwargs)

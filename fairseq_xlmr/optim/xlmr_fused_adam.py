@@ -1,9 +1,10 @@
 """Optimizer `xlmr_fused_adam`: AdamW (Loshchilov & Hutter, 2019) on PyTorch's fused kernels.
 
 fairseq's `adam` is fast only when apex is importable; otherwise it steps every parameter in a
-Python loop. PyTorch's own AdamW has a single-kernel `fused=True` path on CUDA and a
-multi-tensor `foreach=True` path elsewhere, with the same decoupled weight decay as fairseq's
-`adam`. The config surface (adam_betas, adam_eps, weight_decay) is fairseq adam's, so swapping
+Python loop. PyTorch's own AdamW has a single-kernel `fused=True` path (CUDA, and CPU
+since torch 2.4) with the same decoupled weight decay as fairseq's `adam`. On CPU the fused kernel
+measured 3.3 ms/step against 10.8 for fairseq's loop and 19.2 for `foreach=True` (5.2M parameters,
+2 threads), so `auto` picks it on both devices. The config surface (adam_betas, adam_eps, weight_decay) is fairseq adam's, so swapping
 `--optimizer adam` for `--optimizer xlmr_fused_adam` changes nothing else.
 """
 
@@ -33,8 +34,8 @@ class XlmrFusedAdamConfig(FairseqDataclass):
     implementation: IMPLEMENTATIONS = field(
         default="auto",
         metadata={
-            "help": "auto: torch fused kernel on CUDA, foreach elsewhere; apex: apex FusedAdam "
-            "(must be installed); fused / foreach force the torch path"
+            "help": "auto: torch's fused kernel (CUDA and CPU); foreach: torch's multi-tensor path; "
+            "apex: apex FusedAdam (must be installed)"
         },
     )
     lr: List[float] = II("optimization.lr")
@@ -55,9 +56,9 @@ def parse_betas(value):
     return betas
 
 
-def choose_implementation(requested, on_cuda):
+def choose_implementation(requested, device_type):
     if requested == "auto":
-        return "fused" if on_cuda else "foreach"
+        return "fused" if device_type in ("cuda", "cpu") else "foreach"
     if requested == "apex":
         try:
             import apex.optimizers  # noqa: F401
@@ -75,7 +76,7 @@ class XlmrFusedAdam(FairseqOptimizer):
         super().__init__(cfg)
         params = list(params)
         first = params[0]["params"][0] if isinstance(params[0], dict) else params[0]
-        self.implementation = choose_implementation(cfg.implementation, first.is_cuda)
+        self.implementation = choose_implementation(cfg.implementation, first.device.type)
         if self.implementation == "apex":
             from apex.optimizers import FusedAdam
 

@@ -12,7 +12,7 @@ def test_train_stop_and_resume_from_checkpoint_last(tmp_path):
               "--optimizer", "xlmr_fused_adam", "--save-dir", save_dir, "--save-interval-updates", "6"]
 
     first = fairseq_train(common + ["--max-update", "6"])
-    assert any("xlmr_fused_adam: foreach implementation on cpu" in m for m in first)
+    assert any("xlmr_fused_adam: fused implementation on cpu" in m for m in first)
     losses = [float(s["loss"]) for s in json_stats(first, '"num_updates"') if "loss" in s]
     assert len(losses) == 6 and losses[0] > 5.0  # ~log2(65) bits at init
     state = torch.load(save_dir / "checkpoint_last.pt", weights_only=True)

@@ -50,13 +50,21 @@ def test_same_trajectory_as_fairseq_adam(eps, tolerance):
     assert gap < tolerance  # ...along the same path
 
 
-def test_cpu_uses_foreach_and_logs_it(caplog):
+def test_auto_uses_the_fused_kernel_on_cpu_and_logs_it(caplog):
     cfg = OmegaConf.create({**SHARED, "implementation": "auto"})
     with caplog.at_level(logging.INFO):
         optimizer = XlmrFusedAdam(cfg, [nn.Parameter(torch.zeros(3))])
-    assert optimizer.implementation == "foreach"
-    assert optimizer.optimizer.defaults["foreach"] is True
-    assert "foreach implementation on cpu" in caplog.text
+    assert optimizer.implementation == "fused"
+    assert optimizer.optimizer.defaults["fused"] is True
+    assert "fused implementation on cpu" in caplog.text
+
+
+def test_foreach_follows_the_same_trajectory_as_fused():
+    results = []
+    for implementation in ("fused", "foreach"):
+        cfg = OmegaConf.create({**SHARED, "implementation": implementation})
+        results.append(_trajectory(lambda params: XlmrFusedAdam(cfg, params), steps=20)[1])
+    assert max((a - b).abs().max().item() for a, b in zip(*results)) < 1e-6
 
 
 def test_apex_requested_but_missing_is_a_clear_error():

@@ -47,3 +47,17 @@ def test_fused_kernel_is_used_on_cuda_and_matches_foreach():
         results.append(model.weight.detach().clone())
     assert XlmrFusedAdam(cfg, [nn.Parameter(torch.zeros(3, device="cuda"))]).implementation == "fused"
     assert (results[0] - results[1]).abs().max().item() < 1e-5
+
+
+def test_bf16_autocast_runs_the_encoder_in_bf16_with_fp32_weights():
+    from tests.unit.test_xlmr_encoder import build
+
+    torch.manual_seed(0)
+    model = build("xlmr_debug", dropout=0.0, attention_dropout=0.0).cuda().eval()
+    tokens = torch.randint(4, 900, (4, 64), device="cuda")
+    reference, _ = model(tokens)
+    model.args.bf16_autocast = True
+    logits, _ = model(tokens)
+    assert logits.dtype == torch.bfloat16 and model.encoder.sentence_encoder.embed_tokens.weight.dtype == torch.float32
+    assert (logits.float() - reference).abs().max().item() < 0.1 * reference.abs().max().item()
+    assert (logits.float().argmax(-1) == reference.argmax(-1)).float().mean().item() > 0.9

@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "convert-vocab": ("fairseq_xlmr.interop.real_vocab", "XLM-R's released 250k vocabulary -> SentencePiece model + dict.txt"),
     "eval-mlm": ("fairseq_xlmr.evaluation.mlm_eval", "per-language MLM loss/perplexity of a checkpoint (and of its init)"),
     "plot-log": ("fairseq_xlmr.evaluation.plots", "per-language loss curves (PNG) from a fairseq-train JSON log"),
+    "finetune-eval": ("fairseq_xlmr.evaluation.finetune_eval", "per-language dev/test metrics of a fine-tuned checkpoint -> results.json"),
+    "finetune-seeds": ("fairseq_xlmr.evaluation.seeds", "fine-tune with several seeds, evaluate each, mean ± std -> summary.json"),
 }
 
 

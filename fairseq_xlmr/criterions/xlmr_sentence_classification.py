@@ -1,0 +1,64 @@
+"""Cross-entropy for sentence(-pair) classification with per-language accuracy (XLM-R, Conneau et al., 2020)."""
+
+import math
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
+
+from fairseq_xlmr.evaluation.metrics import add_language_counts, per_language, reduce_language_metrics
+
+
+@dataclass
+class XlmrSentenceClassificationCriterionConfig(FairseqDataclass):
+    """No options: the head name and the labels live in the task."""
+
+
+@register_criterion("xlmr_sentence_classification", dataclass=XlmrSentenceClassificationCriterionConfig)
+class XlmrSentenceClassificationCriterion(FairseqCriterion):
+    """Cross-entropy summed over sentences; logs `accuracy_<lang>` and their average `accuracy`.
+
+    Needs task `xlmr_sentence_classification` (batches with `target` and `language`).
+    """
+
+    def __init__(self, cfg: XlmrSentenceClassificationCriterionConfig, task):
+        super().__init__(task)
+        if not hasattr(task.cfg, "classification_head_name"):
+            raise ValueError(f"criterion xlmr_sentence_classification needs --task xlmr_sentence_classification, "
+                             f"got {type(task).__name__}.")
+        self.head_name = task.cfg.classification_head_name
+        self.languages = task.languages
+
+    def forward(self, model, sample, reduce=True):
+        """sample["target"], sample["language"]: (batch,). Returns (loss, batch size, logging output)."""
+        logits, _ = model(**sample["net_input"], features_only=True, classification_head_name=self.head_name)
+        targets = sample["target"]  # (batch,) positions in task.labels
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum")  # logits: (batch, num_labels)
+        sample_size = targets.numel()
+        logging_output = {
+            "loss": loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample_size,
+            "sample_size": sample_size,
+        }
+        correct = logits.argmax(dim=-1).eq(targets)
+        num_languages = len(self.languages)
+        add_language_counts(logging_output, "correct", self.languages,
+                            per_language(correct, sample["language"], num_languages))
+        add_language_counts(logging_output, "total", self.languages,
+                            per_language(correct.new_ones(correct.shape), sample["language"], num_languages))
+        return loss, sample_size, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        """`loss` in bits per sentence, `accuracy_<lang>` and `accuracy` (percent)."""
+        loss = sum(log.get("loss", 0) for log in logging_outputs)
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+        metrics.log_scalar("loss", loss / max(sample_size, 1) / math.log(2), sample_size, round=3)
+        reduce_language_metrics(logging_outputs)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

@@ -1,0 +1,175 @@
+"""`xlmr finetune-seeds`: fine-tune with several seeds, evaluate each run, report mean ± std, as XLM-R
+reports its fine-tuning results (Conneau et al., 2020: averages over five seeds).
+
+    xlmr finetune-seeds --name xnli --seeds 1 2 3 4 5 --save-dir runs/xnli -- <fairseq-train args>
+
+Each seed trains into `<save-dir>/seed<k>` (`--seed k --save-dir ...` are added to the fairseq-train
+arguments), then `checkpoint_best.pt` is evaluated and `<save-dir>/seed<k>/results.json` written
+(format: `fairseq_xlmr.evaluation.results`). A seed whose results.json exists is not run again, so
+an interrupted sweep resumes. `<save-dir>/summary.json` holds the aggregate.
+
+Two conveniences for running from a pretrained checkpoint (`--finetune-from-model`):
+- the model sizes (layers, dims, heads, max positions) are read from that checkpoint and put first
+  on the command line, so one script fits a released XLM-R, our `make demo` model or any other
+  (options given explicitly still win: fairseq keeps the last occurrence);
+- `--epochs E` gives XTREME's schedule, a learning rate decaying linearly to 0 over E epochs:
+  --max-update and --total-num-update (the horizon of fairseq's `polynomial_decay`, which the
+  command line must give) are set to E x ceil(training examples / (batch size x update freq x GPUs)).
+"""
+
+import json
+import logging
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+from fairseq_xlmr.evaluation.results import RESULTS_FILE, aggregate_seeds, format_summary, read_results
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+BEST_CHECKPOINT = "checkpoint_best.pt"
+OWN_OPTIONS = ("--seed", "--save-dir")  # set per run by the driver
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--name", required=True, help="benchmark name written to results.json (xnli, pawsx, ner, pos)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5],
+                        help="one run per seed (XLM-R averaged 5)")
+    parser.add_argument("--save-dir", required=True, help="runs go to <save-dir>/seed<k>")
+    parser.add_argument("--cpu", action="store_true", help="evaluate on CPU")
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="epochs of a linearly decaying learning rate (sets --max-update; use with "
+                             "--lr-scheduler polynomial_decay); without it, the fairseq-train arguments decide")
+    parser.add_argument("--warmup-ratio", type=float, default=0.0,
+                        help="share of the updates with linear warmup, with --epochs (XTREME: 0; fairseq's GLUE "
+                             "recipe: 0.06)")
+    parser.add_argument("train_args", nargs="*", metavar="-- FAIRSEQ_TRAIN_ARGS",
+                        help="fairseq-train arguments after `--` (data, task, model, optimisation)")
+
+
+def main(args) -> int:
+    summary = run_seeds(args.name, args.seeds, args.save_dir, args.train_args, cpu=args.cpu, epochs=args.epochs,
+                        warmup_ratio=args.warmup_ratio)
+    print(format_summary(summary))
+    return 0
+
+
+def check_train_args(train_args: Sequence[str]) -> None:
+    for arg in train_args:
+        if arg.split("=")[0] in OWN_OPTIONS:
+            raise ValueError(f"fairseq-train argument {arg} is set per run by finetune-seeds; pass --seeds and "
+                             "--save-dir to finetune-seeds instead.")
+
+
+def fairseq_train_subprocess(argv: List[str]) -> None:
+    """Run fairseq-train in a fresh process (GPU memory and logging state are released after each seed)."""
+    subprocess.run([sys.executable, "-m", "fairseq_cli.train", *argv], check=True)
+
+
+def option_value(argv: Sequence[str], option: str):
+    """The value of `option` in an argv list (last occurrence, `--opt v` or `--opt=v`), or None."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+# Model sizes that must match the pretrained checkpoint, and their fairseq-train options.
+SIZE_OPTIONS = {"encoder_layers": "--encoder-layers", "encoder_embed_dim": "--encoder-embed-dim",
+                "encoder_ffn_embed_dim": "--encoder-ffn-embed-dim", "encoder_attention_heads": "--encoder-attention-heads",
+                "max_positions": "--max-positions"}
+
+
+def pretrained_size_args(checkpoint_path) -> List[str]:
+    """fairseq-train options for the sizes of a pretrained checkpoint (ours, stock fairseq or a 2019 release)."""
+    import torch
+
+    from fairseq_xlmr import checkpoint
+    from fairseq_xlmr.hub import model_config_from_state
+
+    try:  # mmap: the weights are not read
+        state = torch.load(checkpoint_path, map_location="cpu", mmap=True, weights_only=True)
+    except RuntimeError:  # legacy (non-zip) pickles cannot be mmapped
+        state = checkpoint.load(checkpoint_path)
+    cfg = model_config_from_state(state)
+    args = []
+    for name, option in SIZE_OPTIONS.items():
+        if getattr(cfg, name, None) is not None:
+            args += [option, str(getattr(cfg, name))]
+    if getattr(cfg, "encoder_normalize_before", False):
+        args.append("--encoder-normalize-before")
+    return args
+
+
+def schedule_args(train_args: List[str], epochs: float, warmup_ratio: float) -> List[str]:
+    """--max-update/--warmup-updates for `epochs` epochs of the training set the arguments describe."""
+    from fairseq import options, tasks
+
+    from fairseq_xlmr.tasks.finetune_base import XlmrFinetuneTask
+
+    # The argparse namespace, not fairseq's config: polynomial_decay's total_num_update is not set yet.
+    args = options.parse_args_and_arch(options.get_training_parser(), train_args)
+    if not args.batch_size:
+        raise ValueError("--epochs needs --batch-size (sentences per GPU) among the fairseq-train arguments.")
+    if args.lr_scheduler != "polynomial_decay":
+        raise ValueError(f"--epochs sets the horizon of --lr-scheduler polynomial_decay, but the arguments ask for "
+                         f"{args.lr_scheduler}; pass --lr-scheduler polynomial_decay or leave --epochs out.")
+    task = tasks.setup_task(args)
+    if not isinstance(task, XlmrFinetuneTask):
+        raise ValueError(f"--epochs counts the training set of the xlmr_*_classification tasks, not {args.task}.")
+    per_update = args.batch_size * args.update_freq[0] * args.distributed_world_size
+    updates = math.ceil(epochs * math.ceil(task.train_size / per_update))
+    logger.info("%d training examples, %d per update: %g epochs = %d updates", task.train_size, per_update, epochs,
+                updates)
+    return ["--max-update", str(updates), "--total-num-update", str(updates),
+            "--warmup-updates", str(round(warmup_ratio * updates))]
+
+
+def run_seeds(name: str, seeds: Sequence[int], save_dir, train_args: Sequence[str], cpu: bool = False,
+              epochs: float = None, warmup_ratio: float = 0.0,
+              train: Callable[[List[str]], None] = fairseq_train_subprocess) -> Dict:
+    """Train and evaluate one run per seed (skipping seeds already done); return and write the summary."""
+    from fairseq_xlmr.evaluation.finetune_eval import evaluate_and_write
+
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds repeats a seed: {list(seeds)}")
+    train_args = [str(arg) for arg in train_args]
+    check_train_args(train_args)
+    if "--user-dir" not in train_args:
+        train_args += ["--user-dir", str(Path(__file__).resolve().parents[1])]
+    pretrained = option_value(train_args, "--finetune-from-model")
+    if pretrained:
+        train_args = pretrained_size_args(pretrained) + train_args
+    if epochs is not None:
+        train_args += schedule_args(train_args, epochs, warmup_ratio)
+    save_dir = Path(save_dir)
+    results = []
+    for seed in seeds:
+        run_dir = save_dir / f"seed{seed}"
+        if (run_dir / RESULTS_FILE).is_file():
+            logger.info("seed %d: %s exists, not run again", seed, run_dir / RESULTS_FILE)
+        else:
+            logger.info("seed %d: fine-tuning into %s", seed, run_dir)
+            train(train_args + ["--seed", str(seed), "--save-dir", str(run_dir)])
+            checkpoint = run_dir / BEST_CHECKPOINT
+            if not checkpoint.is_file():
+                raise FileNotFoundError(f"{checkpoint} was not written: the run needs validation and saving "
+                                        "(no --disable-validation, --no-save).")
+            evaluate_and_write(checkpoint, name, cpu=cpu)
+        results.append(read_results(run_dir))
+    summary = aggregate_seeds(results)
+    _write_json(save_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _write_json(path: Path, data: Dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+

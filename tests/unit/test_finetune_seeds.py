@@ -1,0 +1,30 @@
+"""`xlmr finetune-seeds` argument handling (the runs themselves: tests/e2e/test_finetune_classification.py)."""
+
+import argparse
+
+import pytest
+
+from fairseq_xlmr.evaluation import seeds
+
+
+def test_train_args_follow_the_double_dash():
+    parser = argparse.ArgumentParser()
+    seeds.add_arguments(parser)
+    args = parser.parse_args(["--name", "xnli", "--seeds", "1", "2", "--save-dir", "runs", "--epochs", "5",
+                              "--", "data", "--task", "xlmr_sentence_classification", "--lr", "2e-5"])
+    assert args.seeds == [1, 2] and args.epochs == 5.0
+    assert args.train_args == ["data", "--task", "xlmr_sentence_classification", "--lr", "2e-5"]
+
+
+def test_seed_and_save_dir_belong_to_the_driver():
+    with pytest.raises(ValueError, match="--seed=3 is set per run by finetune-seeds"):
+        seeds.check_train_args(["data", "--seed=3"])
+    with pytest.raises(ValueError, match="--save-dir is set per run"):
+        seeds.check_train_args(["data", "--save-dir", "x"])
+    seeds.check_train_args(["data", "--seeds-file", "x"])  # only the exact options
+
+
+def test_option_value_takes_the_last_occurrence():
+    argv = ["--finetune-from-model", "a.pt", "--lr", "1", "--finetune-from-model=b.pt"]
+    assert seeds.option_value(argv, "--finetune-from-model") == "b.pt"
+    assert seeds.option_value(argv, "--restore-file") is None

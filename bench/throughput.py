@@ -95,6 +95,8 @@ class Grab(logging.Handler):
             records.append(json.loads(message))
 from fairseq_cli.train import cli_main
 logging.getLogger().addHandler(Grab())
+# fairseq resets the CUDA peak counter while training; keep the run's true peak.
+torch.cuda.reset_peak_memory_stats = lambda *args, **kwargs: None
 sys.argv = ["fairseq-train"] + sys.argv[1:]
 cli_main()
 peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else \

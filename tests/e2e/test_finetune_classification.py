@@ -10,7 +10,6 @@ place opens the entity. POS: UPOS by word class.
 import logging
 
 import pytest
-from fairseq import checkpoint_utils
 
 from fairseq_xlmr.evaluation.finetune_eval import evaluate_and_write
 from fairseq_xlmr.evaluation.results import read_results
@@ -37,14 +36,6 @@ def model_dir(tmp_path_factory):
     return pretrained_model_dir(tmp_path_factory.mktemp("pretrained"))
 
 
-def train_in_process(argv):
-    """fairseq_train, forgetting the best score of an earlier run in this process: fairseq keeps it in
-    `save_checkpoint.best`, and a later run that does not beat it writes no checkpoint_best.pt."""
-    if hasattr(checkpoint_utils.save_checkpoint, "best"):
-        del checkpoint_utils.save_checkpoint.best
-    return fairseq_train(argv)
-
-
 def keyword_data(root, train=200, dev=60):
     for offset, lang in enumerate(LANGUAGES):
         write_keyword_tsv(root / lang / "train.tsv", lang, train, seed=10 + offset)
@@ -54,7 +45,7 @@ def keyword_data(root, train=200, dev=60):
 
 
 def finetune(task, data, model_dir, save_dir, metric, *extra):
-    return train_in_process([
+    return fairseq_train([
         data, "--user-dir", USER_DIR, "--task", task, "--criterion", task, *MODEL,
         "--finetune-from-model", model_dir / "model.pt", "--save-dir", save_dir, *TRAINING,
         "--best-checkpoint-metric", metric, "--maximize-best-checkpoint-metric", *extra,
@@ -165,7 +156,7 @@ def test_finetune_seeds_writes_results_per_seed_and_mean_std(model_dir, tmp_path
 
     def train(argv):
         trained.append(argv[argv.index("--seed") + 1])
-        train_in_process(argv)
+        fairseq_train(argv)
 
     caplog.set_level(logging.INFO, logger="fairseq_xlmr.evaluation.seeds")
     summary = run_seeds("keyword", [1, 2], tmp_path / "runs", train_args, cpu=True, epochs=4, train=train)

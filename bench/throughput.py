@@ -61,7 +61,7 @@ def _model_args(shape, arch_flag):
             "--max-positions", shape["tokens"], "--tokens-per-sample", shape["tokens"]]
 
 
-def fairseq_argv(kind, data, shape, updates, window, device):
+def fairseq_argv(kind, data, shape, updates, window, device, extra_ours=()):
     common = [str(data), "--batch-size", shape["batch"], "--required-batch-size-multiple", "1",
               "--max-update", updates, "--lr", "1e-4", "--lr-scheduler", "polynomial_decay",
               "--total-num-update", updates, "--warmup-updates", "10", "--dropout", "0.1",
@@ -76,6 +76,7 @@ def fairseq_argv(kind, data, shape, updates, window, device):
                  *_model_args(shape, "--arch=xlmr_base"), "--optimizer", "xlmr_fused_adam"]
         if device == "cuda":
             extra.append("--bf16-autocast")
+        extra += list(extra_ours)
     else:
         extra = ["--task", "multilingual_masked_lm", "--criterion", "masked_lm",
                  *_model_args(shape, "--arch=roberta"), "--optimizer", "adam"]

@@ -74,6 +74,11 @@ class XlmrEncoderConfig(FairseqDataclass):
         metadata={"help": "on CUDA, run the forward under torch.autocast(bfloat16): fp32 weights and "
                   "optimizer, no loss scaling (fairseq's own --bf16 implies --tpu and fails on GPUs)"},
     )
+    compile_layers: bool = field(
+        default=False,
+        metadata={"help": "torch.compile each Transformer layer in place (fuses LayerNorm/GELU/dropout/"
+                  "residual kernels; parameter names unchanged); the first steps pay the compilation"},
+    )
     language_embeddings: bool = field(
         default=False,
         metadata={"help": "add a learned per-language embedding to the input (XLM); XLM-R uses none"},
@@ -167,6 +172,11 @@ class XlmrEncoder(RobertaEncoder):
             TransformerConfig.from_namespace(args), dictionary, embed_tokens, self.num_languages
         )
         encoder.apply(init_bert_params)
+        if args.compile_layers:
+            # In place (nn.Module.compile), unlike torch.compile(module), which would prefix every
+            # parameter name with `_orig_mod.` and break the state-dict contract.
+            for layer in encoder.layers:
+                layer.compile(dynamic=True)
         return encoder
 
     def forward(self, src_tokens, features_only=False, return_all_hiddens=False, masked_tokens=None,

@@ -151,3 +151,15 @@ def test_token_heads_give_per_token_logits_and_survive_a_state_dict_round_trip()
     plain = build("xlmr_debug")
     plain.load_state_dict(model.state_dict(), strict=True)
     assert "ner" not in plain.token_heads
+
+
+@pytest.mark.slow
+def test_compiled_layers_keep_parameter_names_and_outputs():
+    torch.manual_seed(0)
+    eager = build("xlmr_debug").eval()
+    compiled = build("xlmr_debug", compile_layers=True).eval()
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # no `_orig_mod.` prefixes
+    compiled.load_state_dict(eager.state_dict())
+    tokens = torch.randint(4, 900, (2, 13))
+    with torch.no_grad():
+        assert torch.allclose(compiled(tokens)[0], eager(tokens)[0], atol=1e-4)

@@ -10,6 +10,8 @@ from fairseq_xlmr.optim import xlmr_fused_adam  # noqa: F401
 from fairseq_xlmr.data import language_sampling, masking  # noqa: F401
 from fairseq_xlmr.tasks import xlmr_mlm  # noqa: F401
 from fairseq_xlmr.criterions import xlmr_mlm as xlmr_mlm_criterion  # noqa: F401
+from fairseq_xlmr.tasks import xlmr_span_qa  # noqa: F401
+from fairseq_xlmr.criterions import xlmr_span_qa as xlmr_span_qa_criterion  # noqa: F401
 from fairseq_xlmr.tasks import xlmr_sentence_classification, xlmr_token_classification  # noqa: F401
 from fairseq_xlmr.criterions import xlmr_sentence_classification as xlmr_sentence_classification_criterion  # noqa: F401
 from fairseq_xlmr.criterions import xlmr_token_classification as xlmr_token_classification_criterion  # noqa: F401

@@ -20,6 +20,9 @@ SUBCOMMANDS = {
     "plot-log": ("fairseq_xlmr.evaluation.plots", "per-language loss curves (PNG) from a fairseq-train JSON log"),
     "finetune-eval": ("fairseq_xlmr.evaluation.finetune_eval", "per-language dev/test metrics of a fine-tuned checkpoint -> results.json"),
     "finetune-seeds": ("fairseq_xlmr.evaluation.seeds", "fine-tune with several seeds, evaluate each, mean ± std -> summary.json"),
+    "eval-qa": ("fairseq_xlmr.evaluation.eval_qa", "per-language EM/F1 of a fine-tuned xlmr_span_qa checkpoint (MLQA/XQuAD) -> results.json"),
+    "eval-retrieval": ("fairseq_xlmr.evaluation.retrieval", "parallel-sentence retrieval accuracy per layer (Tatoeba/BUCC style) -> JSON + PNG"),
+    "report": ("fairseq_xlmr.evaluation.report", "results.json files -> the paper's Tables 1-3 in Markdown + PNG bar plots"),
 }
 
 

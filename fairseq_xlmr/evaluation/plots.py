@@ -2,28 +2,36 @@
 
 import json
 
-FIELDS = {"train_inner": ("loss_", "train"), "valid": ("valid_loss_", "valid")}
-
 
 def add_arguments(parser):
     parser.add_argument("log_file", help="fairseq-train --log-file written with --log-format json")
     parser.add_argument("--out", required=True, help="PNG to write")
 
 
+def parse_stats(line):
+    """The JSON stats of one log line (bare, as under hydra, or after fairseq's `... | logger | `)."""
+    start = line.find('{"')
+    if start < 0:
+        return None
+    try:
+        return json.loads(line[start:])
+    except json.JSONDecodeError:
+        return None
+
+
 def read_log(path):
-    """{(kind, lang): [(update, loss)]} from the JSON stat lines of a fairseq log file."""
+    """{(kind, lang): [(update, loss)]} with kind "train" (train_inner lines) or "valid"."""
     curves = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
-            parts = line.rstrip("\n").split(" | ", 3)  # time | level | logger | message
-            if len(parts) < 4 or parts[2] not in FIELDS or not parts[3].startswith("{"):
+            stats = parse_stats(line)
+            if stats is None or "train_loss" in stats:  # end-of-epoch averages repeat train_inner
                 continue
-            stats = json.loads(parts[3])
-            prefix, kind = FIELDS[parts[2]]
-            update = int(stats.get("num_updates", stats.get("valid_num_updates", 0)))
+            kind, prefix, update_key = (("valid", "valid_loss_", "valid_num_updates") if "valid_loss" in stats
+                                        else ("train", "loss_", "num_updates"))
             for key, value in stats.items():
                 if key.startswith(prefix):
-                    curves.setdefault((kind, key[len(prefix):]), []).append((update, float(value)))
+                    curves.setdefault((kind, key[len(prefix):]), []).append((int(stats[update_key]), float(value)))
     return curves
 
 
@@ -37,11 +45,15 @@ def plot_curves(curves, out_png, title="per-language MLM loss"):
         raise ValueError("no per-language losses in the log: was it written by task xlmr_mlm with "
                          "--log-format json --log-file?")
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    languages = sorted({lang for _, lang in curves})
+    colors = plt.get_cmap("tab20")  # 20 distinct colours: one per language up to 20
     for ax, kind in zip(axes, ("train", "valid")):
         for (k, lang), points in sorted(curves.items()):
             if k == kind:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, label=lang, marker="o" if kind == "valid" else None, markersize=3)
+                i = languages.index(lang)
+                ax.plot(xs, ys, label=lang, color=colors(i % 20), linestyle="-" if i < 20 else "--",
+                        marker="o" if kind == "valid" else None, markersize=3)
         ax.set_title(f"{kind} loss (bits per masked token)")
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)

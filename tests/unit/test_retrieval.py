@@ -1,0 +1,112 @@
+"""Sentence retrieval: pooling, exact ratio-margin scores, hubness, permutations, and `xlmr eval-retrieval`."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from fairseq_xlmr.cli import main as xlmr
+from fairseq_xlmr.evaluation import retrieval
+from fairseq_xlmr.evaluation.retrieval import (
+    accuracy,
+    knn,
+    normalize,
+    parse_layers,
+    pool,
+    ratio_margin_matrix,
+    retrieve,
+)
+from tests.fixtures.tiny_data import make_sentence
+from tests.fixtures.tiny_finetune import pretrained_model_dir
+
+
+def test_ratio_margin_on_a_hand_computed_example():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    # cos = [[1, .6, 0], [0, .8, 1]]; k = 2: r_x = (.8, .9), r_y = (.5, .7, .5) (mean of the 2 best over x).
+    # score = cos / ((r_x + r_y) / 2): x1-y1 1 / .65, x1-y2 .6 / .75, x2-y2 .8 / .8, x2-y3 1 / .7.
+    expected = torch.tensor([[1 / 0.65, 0.8, 0.0], [0.0, 1.0, 1 / 0.7]])
+    assert torch.allclose(ratio_margin_matrix(x, y, k=2), expected, atol=1e-6)
+
+
+def test_margin_retrieval_avoids_a_hub_that_cosine_picks():
+    x = normalize(torch.eye(3))
+    # y2 is close to every x (a hub); x3's nearest by cosine is y2 (0.667 > 0.636), its translation y3.
+    y = normalize(torch.tensor([[1.0, 0.1, 0.1], [0.5, 1.0, 1.0], [0.6, -0.6, 0.7]]))
+    assert retrieve(x, y, "cosine").tolist() == [0, 1, 1]
+    assert retrieve(x, y, "margin", k=2).tolist() == [0, 1, 2]
+    # With all candidates (k = pool size), the kNN-candidate search equals the full margin argmax.
+    assert retrieve(x, y, "margin", k=3).tolist() == ratio_margin_matrix(x, y, k=3).argmax(1).tolist()
+    assert accuracy(x, y, "cosine") == pytest.approx(200 / 3) and accuracy(x, y, "margin", k=2) == 100.0
+
+
+def test_retrieval_undoes_a_permutation(monkeypatch):
+    torch.manual_seed(0)
+    x = torch.randn(50, 16)
+    permutation = torch.randperm(50)
+    y = x[permutation] + 0.01 * torch.randn(50, 16)
+    inverse = torch.argsort(permutation)
+    for scoring in ("cosine", "margin"):
+        assert retrieve(normalize(x), normalize(y), scoring).tolist() == inverse.tolist()
+    assert accuracy(x, x + 0.01 * torch.randn(50, 16)) == 100.0
+    fixed_points = (permutation == torch.arange(50)).float().mean().item() * 100
+    assert accuracy(x, y) == pytest.approx(fixed_points)
+    # Blocked similarity products give the same neighbours as one product.
+    whole = knn(normalize(x), normalize(y), 4, backend="torch")
+    monkeypatch.setattr(retrieval, "BLOCK_ROWS", 7)
+    blocked = knn(normalize(x), normalize(y), 4, backend="torch")
+    assert torch.equal(whole[1], blocked[1]) and torch.allclose(whole[0], blocked[0])
+
+
+def test_pooling_ignores_padding():
+    states = torch.arange(12.0).view(1, 4, 3).repeat(2, 1, 1)  # (batch 2, seq 4, dim 3)
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    assert pool(states, mask, "mean").tolist() == [[4.5, 5.5, 6.5], [1.5, 2.5, 3.5]]
+    assert pool(states, mask, "cls").tolist() == [[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]]
+
+
+def test_layer_choice_is_checked():
+    assert parse_layers("all", 2) == [0, 1, 2] and parse_layers("2,0", 2) == [0, 2]
+    with pytest.raises(ValueError, match=r"--layers '7': the model has layers 0 \(embeddings\) to 2"):
+        parse_layers("7", 2)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return pretrained_model_dir(tmp_path_factory.mktemp("retrieval"))
+
+
+def test_eval_retrieval_command_on_aligned_files(model_dir, tmp_path):
+    rng = random.Random(0)
+    lines = []
+    while len(lines) < 10:  # distinct sentences
+        sentence = make_sentence(rng, "en")
+        if sentence not in lines:
+            lines.append(sentence)
+    data = tmp_path / "udhr"
+    data.mkdir()
+    (data / "en.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (data / "xx.txt").write_text("\n".join(lines[:9] + [""]) + "\n", encoding="utf-8")  # a copy, last line missing
+    (data / "yy.txt").write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")  # misaligned: no fixed point
+    out = tmp_path / "out"
+    assert xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out),
+                 "--report-layer", "2", "--cpu"]) == 0
+
+    report = json.loads((out / "retrieval.json").read_text())
+    assert report["layers"] == [0, 1, 2] and report["sizes"] == {"xx": 9, "yy": 10}
+    for scoring in ("cosine", "margin"):
+        # Identical sentences embed identically, at every layer and in both directions.
+        assert report["accuracy"][scoring]["xx"] == {"to_pivot": [100.0] * 3, "from_pivot": [100.0] * 3}
+        assert report["accuracy"][scoring]["yy"] == {"to_pivot": [0.0] * 3, "from_pivot": [0.0] * 3}
+    results = json.loads((out / "results.json").read_text())
+    assert results["per_language"] == {"xx": 100.0, "yy": 0.0} and results["average"] == 50.0
+    assert (results["metric"], results["layer"], results["scoring"]) == ("accuracy", 2, "cosine")
+    assert (out / "retrieval.png").stat().st_size > 10_000
+
+    with pytest.raises(ValueError, match=r"--report-layer 7 is not among the evaluated layers \[0, 1, 2\]"):
+        xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out), "--cpu"])
+    (data / "zz.txt").write_text("one line\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"zz.txt has 1 lines but en.txt has 10; aligned files must match"):
+        xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out),
+              "--report-layer", "2"])

@@ -3,7 +3,7 @@
 #
 # Usage:    scripts/eval_retrieval.sh MODEL_DIR [DATA_DIR] [extra `xlmr eval-retrieval` args]
 #   MODEL_DIR  model.pt + dict.txt + sentencepiece.bpe.model
-#   DATA_DIR   aligned <lang>.txt files (default: /tmp/corpus/udhr from `xlmr fetch-corpora`), or
+#   DATA_DIR   aligned <lang>.txt files (default: demo/corpus/udhr, written by `make demo` / `xlmr fetch-corpora`), or
 #              Tatoeba's tatoeba.<xx>-eng.{<xx>,eng} files with FORMAT=tatoeba
 # Recipe:   XTREME's Tatoeba settings: mean-pooled states, cosine nearest neighbour, reported at layer 7
 #           of 12 (REPORT_LAYER=13 for 24-layer models); margin scoring (BUCC, k=4) is computed alongside.
@@ -21,7 +21,7 @@ if [[ $# -lt 1 ]]; then
 fi
 MODEL_DIR=$1
 shift
-DATA_DIR=/tmp/corpus/udhr
+DATA_DIR=demo/corpus/udhr
 if [[ $# -ge 1 && $1 != -* ]]; then
   DATA_DIR=$1
   shift

@@ -6,6 +6,7 @@ Needs one `pip download` of 4 MB (cached under ~/.cache/fairseq_xlmr); skipped w
 import glob
 import itertools
 import os
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,8 @@ from fairseq_xlmr import cli, hub
 from fairseq_xlmr.interop import real_vocab
 
 pytestmark = pytest.mark.slow
-# The real corpus (`xlmr fetch-corpora --out-dir /tmp/corpus` writes mono/<lang>.txt), when present.
-CORPUS = os.environ.get("XLMR_CORPUS_MONO", "/tmp/corpus/mono") + "/*.txt"
+# The real corpus (`make demo` writes demo/corpus/mono/<lang>.txt), when present.
+CORPUS = os.environ.get("XLMR_CORPUS_MONO", str(Path(__file__).resolve().parents[2] / "demo" / "corpus" / "mono")) + "/*.txt"
 LINES_PER_LANGUAGE = 40
 # Used when the real corpus is absent: 16 languages, 9 scripts.
 BUILT_IN = {

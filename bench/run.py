@@ -1,8 +1,9 @@
 """`make bench`: every benchmark in one run, written to bench/out/{results.json,results.md,*.png}.
 
 Sections: binarisation (`xlmr binarize` vs `spm_encode | fairseq-preprocess`, same corpus, model and
-workers) and task start-up time/peak memory vs number of languages (`xlmr_mlm` vs stock
-`multilingual_masked_lm`), all on the real corpus of `xlmr fetch-corpora`.
+workers), task start-up time/peak memory vs number of languages (`xlmr_mlm` vs stock
+`multilingual_masked_lm`), and pretraining throughput (ours vs stock fairseq vs HF transformers; CUDA
+when present, else CPU; see bench/throughput.py), all on the real corpus of `xlmr fetch-corpora`.
 """
 
 import argparse
@@ -16,6 +17,7 @@ import torch
 
 from bench import binarize as binarize_bench
 from bench import startup as startup_bench
+from bench import throughput as throughput_bench
 
 OUT = Path("bench/out")
 
@@ -53,6 +55,18 @@ def write_markdown(results, path: Path):
     for n, r in sorted(by_n.items()):
         lines.append(f"| {n} | {r['ours']['setup_s']:.2f} | {r['stock']['setup_s']:.2f} | "
                      f"{r['ours']['peak_rss_mb']:.0f} | {r['stock']['peak_rss_mb']:.0f} |")
+    t = results.get("throughput")
+    if t:
+        shape = t["shape"]
+        lines += ["", f"Pretraining throughput on {t['device']} ({shape['layers']} layers, dim {shape['dim']}, "
+                  f"{shape['batch']}×{shape['tokens']} tokens, vocab {t['vocab']:,}, {t['precision']}; MFU against a "
+                  f"measured {t['peak_flops'] / 1e12:.1f} TFLOP/s matmul peak, {t['flops_per_token'] / 1e6:.0f} "
+                  "MFLOP/token):", "",
+                  "| stack | tokens/s | peak memory MB | MFU | ours / this |", "|---|---|---|---|---|"]
+        for kind, run in t["runs"].items():
+            ratio = t["runs"]["ours"]["tokens_per_s"] / run["tokens_per_s"]
+            lines.append(f"| {kind} | {run['tokens_per_s']:,.0f} | {run['peak_mem_mb']:,.0f} | "
+                         f"{100 * run['mfu']:.1f}% | {ratio:.2f}× |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -99,6 +113,10 @@ def main(argv=None):
     counts = [int(c) for c in args.counts.split(",")]
     results["startup"] = startup_bench.run(data_bin, out / "startup", counts)
     plot_startup(results["startup"], out / "startup.png")
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"[bench] pretraining throughput on {device} ...", flush=True)
+    results["throughput"] = throughput_bench.run(data_bin, out / "throughput", device)
 
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_markdown(results, out / "results.md")

@@ -97,26 +97,32 @@ def main(argv=None):
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--counts", default="5,10,20,40,80,120", help="language counts for the start-up curve")
+    parser.add_argument("--only", default="binarize,startup,throughput",
+                        help="sections to (re-)run; the others are kept from an earlier results.json")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                          f"torch {torch.__version__}"}
+    sections = args.only.split(",")
+    earlier = out / "results.json"
+    results = json.loads(earlier.read_text()) if earlier.exists() and len(sections) < 3 else {}
+    results["machine"] = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                          f"torch {torch.__version__}")
 
     corpus = fetch_corpus(out)
-    print("[bench] binarisation ...", flush=True)
-    results["binarize"] = binarize_bench.run(corpus, out / "binarize", args.workers)
-    print(f"[bench] binarize speed-up {results['binarize']['speedup']:.1f}x", flush=True)
-
-    print("[bench] task start-up vs languages ...", flush=True)
+    if "binarize" in sections:
+        print("[bench] binarisation ...", flush=True)
+        results["binarize"] = binarize_bench.run(corpus, out / "binarize", args.workers)
+        print(f"[bench] binarize speed-up {results['binarize']['speedup']:.1f}x", flush=True)
     data_bin = binarize_all(corpus, out / "binarize" / "spm", out)
-    counts = [int(c) for c in args.counts.split(",")]
-    results["startup"] = startup_bench.run(data_bin, out / "startup", counts)
-    plot_startup(results["startup"], out / "startup.png")
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"[bench] pretraining throughput on {device} ...", flush=True)
-    results["throughput"] = throughput_bench.run(data_bin, out / "throughput", device)
+    if "startup" in sections:
+        print("[bench] task start-up vs languages ...", flush=True)
+        counts = [int(c) for c in args.counts.split(",")]
+        results["startup"] = startup_bench.run(data_bin, out / "startup", counts)
+        plot_startup(results["startup"], out / "startup.png")
+    if "throughput" in sections:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        print(f"[bench] pretraining throughput on {device} ...", flush=True)
+        results["throughput"] = throughput_bench.run(data_bin, out / "throughput", device)
 
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_markdown(results, out / "results.md")

@@ -9,7 +9,7 @@
 - hf:    XLMRobertaForMaskedLM (sdpa attention) + torch.optim.AdamW in a plain loop over the batches
          of the same task (bf16 autocast on CUDA)
 Tokens/s is the median over logging windows after warm-up; tokens are the non-padding input tokens.
-Each run is a fresh process, so peak memory (RSS on CPU, max allocated on CUDA) is its own.
+Each run is a fresh process, so peak memory (VmHWM on CPU, max allocated on CUDA) is its own.
 MFU = FLOPs per token (`flops_per_token`) x tokens/s / the measured dense matmul peak of the same device
 in the same precision.
 """
@@ -87,7 +87,7 @@ def fairseq_argv(kind, data, shape, updates, window, device, extra_ours=()):
 
 # Child process for the fairseq runs: train, then report the logged wps and peak memory.
 _FAIRSEQ_CHILD = r"""
-import json, logging, resource, sys, torch
+import json, logging, sys, torch
 records = []
 class Grab(logging.Handler):
     def emit(self, record):
@@ -101,13 +101,13 @@ torch.cuda.reset_peak_memory_stats = lambda *args, **kwargs: None
 sys.argv = ["fairseq-train"] + sys.argv[1:]
 cli_main()
 peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else \
-    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
 print("RESULT " + json.dumps({"wps": [float(r["wps"]) for r in records], "peak_mem_mb": peak}))
 """
 
 # Child process for HF: the same task's batches through XLMRobertaForMaskedLM and AdamW.
 _HF_CHILD = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
@@ -143,7 +143,7 @@ for step, sample in enumerate(batches):
         if start is not None: rates.append(tokens / (now - start))
         start, tokens = now, 0
 peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else \
-    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
 print("RESULT " + json.dumps({"wps": rates, "peak_mem_mb": peak}))
 """
 

@@ -29,6 +29,7 @@ from fairseq_xlmr.data import finetune_files
 from fairseq_xlmr.data.finetune_files import pretrained_checkpoint, pretrained_positions, resolve_vocab_files
 from fairseq_xlmr.hub import DICT_FILE, SPM_FILE, load_dictionary
 from fairseq_xlmr.preprocess.binarize import build_id_table
+from fairseq_xlmr.tasks.length_check import check_fits_model
 
 logger = logging.getLogger(__name__)
 
@@ -243,10 +244,7 @@ class XlmrFinetuneTask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        max_positions = model.max_positions()
-        if self.cfg.max_length > max_positions:
-            raise ValueError(f"`task.max_length` must not exceed the model's max_positions, got "
-                             f"{self.cfg.max_length} > {max_positions}; lower --max-length.")
+        max_positions = check_fits_model(model, self.cfg.max_length, "max_length", "lower --max-length.")
         pretrained = pretrained_checkpoint(self.cfg)
         if not from_checkpoint and pretrained and os.path.isfile(pretrained):
             positions = pretrained_positions(pretrained)

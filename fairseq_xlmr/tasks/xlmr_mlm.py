@@ -29,6 +29,7 @@ from omegaconf import II, MISSING
 from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, check_alpha, sampling_probs, size_ratios
 from fairseq_xlmr.data.masking import SPM_WORD_START, XlmrMaskTokensDataset
 from fairseq_xlmr.preprocess.spm import SPM_FILENAME, check_spm_matches_dict
+from fairseq_xlmr.tasks.length_check import check_fits_model
 
 logger = logging.getLogger(__name__)
 
@@ -124,13 +125,8 @@ class XlmrMlmTask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        max_positions = model.max_positions()
-        if isinstance(max_positions, int) and self.cfg.tokens_per_sample > max_positions:
-            raise ValueError(
-                f"`task.tokens_per_sample` must not exceed the model's max_positions, got "
-                f"{self.cfg.tokens_per_sample} > {max_positions}; fairseq would silently skip every "
-                f"longer sample. Lower --tokens-per-sample or raise --max-positions."
-            )
+        check_fits_model(model, self.cfg.tokens_per_sample, "tokens_per_sample",
+                         "lower --tokens-per-sample or raise --max-positions.")
         return model
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):

@@ -32,6 +32,7 @@ from fairseq_xlmr.data.squad import (
 )
 from fairseq_xlmr.evaluation.qa_metrics import METRICS, check_language, exact_match, f1, max_over_gold
 from fairseq_xlmr.preprocess.spm import DICT_FILENAME, SPM_FILENAME, check_spm_matches_dict
+from fairseq_xlmr.tasks.length_check import check_fits_model
 
 logger = logging.getLogger(__name__)
 
@@ -226,10 +227,7 @@ class XlmrSpanQaTask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        max_positions = model.max_positions()
-        if isinstance(max_positions, int) and self.cfg.max_length > max_positions:
-            raise ValueError(f"`task.max_length` must not exceed the model's max_positions, got "
-                             f"{self.cfg.max_length} > {max_positions}; lower --max-length (XTREME: 384).")
+        check_fits_model(model, self.cfg.max_length, "max_length", "lower --max-length (XTREME: 384).")
         if not hasattr(model, "register_token_head"):
             raise ValueError(f"task xlmr_span_qa needs a model with token heads (--arch xlmr_base, ...), got "
                              f"{type(model).__name__}.")

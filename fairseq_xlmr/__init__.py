@@ -15,3 +15,4 @@ from fairseq_xlmr.criterions import xlmr_span_qa as xlmr_span_qa_criterion  # no
 from fairseq_xlmr.tasks import xlmr_sentence_classification, xlmr_token_classification  # noqa: F401
 from fairseq_xlmr.criterions import xlmr_sentence_classification as xlmr_sentence_classification_criterion  # noqa: F401
 from fairseq_xlmr.criterions import xlmr_token_classification as xlmr_token_classification_criterion  # noqa: F401
+from fairseq_xlmr import distributed, fault_tolerance  # noqa: F401  (launch checks, preemption, atomic checkpoints)

@@ -11,6 +11,7 @@ import sys
 
 SUBCOMMANDS = {
     "fetch-corpora": ("fairseq_xlmr.preprocess.corpora", "download and convert the real multilingual text"),
+    "fetch-eval-data": ("fairseq_xlmr.preprocess.eval_data", "download and convert real POS and sentiment sets for cross-lingual transfer"),
     "train-spm": ("fairseq_xlmr.preprocess.spm", "train an α-sampled SentencePiece unigram model + dict.txt"),
     "binarize": ("fairseq_xlmr.preprocess.binarize", "raw text -> SentencePiece -> fairseq mmap .bin/.idx in one pass"),
     "export-hf": ("fairseq_xlmr.interop.hf_export", "model dir -> HF transformers XLMRoberta(XL) models, one per head"),
@@ -22,6 +23,7 @@ SUBCOMMANDS = {
     "finetune-seeds": ("fairseq_xlmr.evaluation.seeds", "fine-tune with several seeds, evaluate each, mean ± std -> summary.json"),
     "eval-qa": ("fairseq_xlmr.evaluation.eval_qa", "per-language EM/F1 of a fine-tuned xlmr_span_qa checkpoint (MLQA/XQuAD) -> results.json"),
     "eval-retrieval": ("fairseq_xlmr.evaluation.retrieval", "parallel-sentence retrieval accuracy per layer (Tatoeba/BUCC style) -> JSON + PNG"),
+    "random-init": ("fairseq_xlmr.evaluation.random_init", "a randomly initialised twin of a model dir (same config, dict, SentencePiece)"),
     "report": ("fairseq_xlmr.evaluation.report", "results.json files -> the paper's Tables 1-3 in Markdown + PNG bar plots"),
 }
 

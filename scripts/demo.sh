@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEMO_DIR=${DEMO_DIR:-demo}
+DEMO_DIR=$(realpath -m "${DEMO_DIR:-demo}")  # absolute: hydra runs in its own directory
 DEMO_LANGS=${DEMO_LANGS:-en,de,fr,es,it,pl,ru,bg,el,tr,vi,ar,hi,zh,ja,ko}
 DEMO_VOCAB=${DEMO_VOCAB:-8000}
 BIN=.venv/bin
@@ -24,9 +24,9 @@ binarize=("$BIN/xlmr" binarize --corpus-dir "$DEMO_DIR/corpus/mono" --languages 
           --spm-model "$DEMO_DIR/spm/sentencepiece.bpe.model" --dest-dir "$DEMO_DIR/data-bin"
           --valid-lines 300 --workers 2 --overwrite)
 train=("$BIN/fairseq-hydra-train" --config-dir hydra_configs/pretrain --config-name demo
-       "common.user_dir=$PWD/fairseq_xlmr" "task.data=$PWD/$DEMO_DIR/data-bin" "common.cpu=true"
-       "checkpoint.save_dir=$PWD/$DEMO_DIR/checkpoints" "common.log_file=$PWD/$DEMO_DIR/train.log"
-       "hydra.run.dir=$PWD/$DEMO_DIR/hydra" "$@")
+       "common.user_dir=$PWD/fairseq_xlmr" "task.data=$DEMO_DIR/data-bin" "common.cpu=true"
+       "checkpoint.save_dir=$DEMO_DIR/checkpoints" "common.log_file=$DEMO_DIR/train.log"
+       "hydra.run.dir=$DEMO_DIR/hydra" "$@")
 
 step() { echo; echo "== $* ($(date +%T))"; }
 start=$SECONDS

@@ -1,14 +1,12 @@
 """Cross-entropy for sentence(-pair) classification with per-language accuracy (XLM-R, Conneau et al., 2020)."""
 
-import math
 from dataclasses import dataclass
 
 import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
-from fairseq.logging import metrics
 
-from fairseq_xlmr.evaluation.metrics import add_language_counts, per_language, reduce_language_metrics
+from fairseq_xlmr.evaluation.metrics import add_language_counts, per_language, reduce_loss_and_language_metrics
 
 
 @dataclass
@@ -54,10 +52,7 @@ class XlmrSentenceClassificationCriterion(FairseqCriterion):
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
         """`loss` in bits per sentence, `accuracy_<lang>` and `accuracy` (percent)."""
-        loss = sum(log.get("loss", 0) for log in logging_outputs)
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        metrics.log_scalar("loss", loss / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        reduce_language_metrics(logging_outputs)
+        reduce_loss_and_language_metrics(logging_outputs)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -1,16 +1,14 @@
 """Cross-entropy on first sub-word pieces for tagging (NER, POS), with per-language accuracy and
 entity-level F1 (XLM-R, Conneau et al., 2020, Table 2)."""
 
-import math
 from dataclasses import dataclass
 
 import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
-from fairseq.logging import metrics
 
 from fairseq_xlmr.data.label_alignment import IGNORE_INDEX, collect_word_predictions
-from fairseq_xlmr.evaluation.metrics import add_language_counts, entity_counts, per_language, reduce_language_metrics
+from fairseq_xlmr.evaluation.metrics import add_language_counts, entity_counts, per_language, reduce_loss_and_language_metrics
 
 
 @dataclass
@@ -80,10 +78,7 @@ class XlmrTokenClassificationCriterion(FairseqCriterion):
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
         """`loss` in bits per scored word, `accuracy[_<lang>]` and, in evaluation, `f1[_<lang>]` (percent)."""
-        loss = sum(log.get("loss", 0) for log in logging_outputs)
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        metrics.log_scalar("loss", loss / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        reduce_language_metrics(logging_outputs)
+        reduce_loss_and_language_metrics(logging_outputs)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -8,6 +8,7 @@ several workers and batches add up; `reduce_language_metrics` turns the sums int
 and `<metric>` (percent).
 """
 
+import math
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -69,6 +70,14 @@ def _language_metric(meters, metric: str, lang: str) -> float:
 def _average_metric(meters, metric: str) -> float:
     values = [_language_metric(meters, metric, lang) for lang in _languages(meters)]
     return sum(values) / len(values) if values else 0.0
+
+
+def reduce_loss_and_language_metrics(logging_outputs: Sequence[Dict]) -> None:
+    """What the fine-tuning criteria log: `loss` in bits per scored item, then the language metrics."""
+    loss = sum(log.get("loss", 0) for log in logging_outputs)
+    sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+    metrics.log_scalar("loss", loss / max(sample_size, 1) / math.log(2), sample_size, round=3)
+    reduce_language_metrics(logging_outputs)
 
 
 def reduce_language_metrics(logging_outputs: Sequence[Dict]) -> None:

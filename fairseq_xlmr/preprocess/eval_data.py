@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from fairseq_xlmr.data.readers.tagging import parse_conllu
 from fairseq_xlmr.preprocess.corpora import sha256_of, write_atomic
 
 # Petrov et al. (2012): "." is punctuation.
@@ -181,23 +182,7 @@ def read_tagged(text: str, name: str) -> List[Sentence]:
 
 def read_conllu_upos(text: str, name: str) -> List[Sentence]:
     """(words, UPOS) per sentence of a CoNLL-U text; multiword ranges and empty nodes are skipped."""
-    sentences, words, tags = [], [], []
-    for number, line in enumerate(text.splitlines() + [""], start=1):
-        if not line.strip():
-            if words:
-                sentences.append((tuple(words), tuple(tags)))
-            words, tags = [], []
-            continue
-        if line.startswith("#"):
-            continue
-        columns = line.split("\t")
-        if len(columns) != 10:
-            raise ValueError(f"{name}:{number}: {len(columns)} tab-separated columns; CoNLL-U has 10")
-        if "-" in columns[0] or "." in columns[0]:
-            continue
-        words.append(columns[1])
-        tags.append(columns[3])
-    return sentences
+    return [(s.words, s.labels) for s in parse_conllu(text.splitlines(), language="", source=name)]
 
 
 def to_universal(sentences: Sequence[Sentence], tagger: str, unmapped: Counter) -> List[Sentence]:

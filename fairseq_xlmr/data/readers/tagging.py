@@ -87,21 +87,26 @@ def read_wikiann(path, language: Optional[str] = None, encoding: str = "auto") -
 
 
 def read_conllu(path, language: str, encoding: str = "auto") -> List[TaggedSentence]:
-    """Universal Dependencies CoNLL-U with UPOS labels (XTREME's UD-POS).
+    """Universal Dependencies CoNLL-U with UPOS labels (XTREME's UD-POS), from a file."""
+    return parse_conllu(read_lines(path, encoding), language, source=str(path))
+
+
+def parse_conllu(lines: List[str], language: str, source: str) -> List[TaggedSentence]:
+    """CoNLL-U lines -> sentences with UPOS labels; `source` names them in errors.
 
     Ten tab-separated columns (ID FORM LEMMA UPOS ...); `#` comment lines are skipped, and so are
     multiword-token ranges (`1-2`, whose parts follow as words) and empty nodes (`1.1`), so every
     word is counted once with its own UPOS tag.
     """
     sentences = []
-    for block in _blocks(read_lines(path, encoding)):
+    for block in _blocks(lines):
         words, labels = [], []
         for number, line in block:
             if line.startswith("#"):
                 continue
             columns = line.split("\t")
             if len(columns) != 10:
-                raise ValueError(f"{path}:{number}: {len(columns)} tab-separated columns; CoNLL-U has 10.")
+                raise ValueError(f"{source}:{number}: {len(columns)} tab-separated columns; CoNLL-U has 10.")
             if "-" in columns[0] or "." in columns[0]:
                 continue
             words.append(columns[1])

@@ -5,6 +5,8 @@ import os
 import shutil
 from pathlib import Path
 
+from fairseq_xlmr.atomic import replace_dir
+
 
 def check_output_dir(out_dir, overwrite: bool) -> None:
     """Refuse a non-empty `out_dir` unless `overwrite`, before any long work starts."""
@@ -33,8 +35,4 @@ def atomic_output_dir(out_dir, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, out_dir)

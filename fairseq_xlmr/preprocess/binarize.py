@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from fairseq_xlmr.atomic import replace_dir
 from fairseq_xlmr.preprocess.spm import (
     DICT_FILENAME,
     SPM_FILENAME,
@@ -370,19 +371,6 @@ def _check_options(corpus_dir, spm_model, dict_path, dest_dir, languages, worker
     return files
 
 
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    """Move the finished tmp dir into place; an old dest is removed only after the new one is in."""
-    old = None
-    if dest.exists() and any(dest.iterdir()):
-        old = dest.with_name(f"{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    elif dest.exists():
-        dest.rmdir()
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old)
-
-
 def _format_summary(summaries: Sequence[LanguageSummary], seconds: float) -> str:
     header = ("lang", "lines", "kept", "empty", "bad-utf8", "dups", "tokens", "train", "valid", "test")
     rows = [header] + [
@@ -459,7 +447,7 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
         dict_dirs = [tmp] + ([tmp / f"shard{k}" for k in range(num_shards)] if num_shards > 1 else [])
         for d in dict_dirs:
             shutil.copyfile(dict_path, d / DICT_FILENAME)
-        _replace_dir(tmp, dest_dir)
+        replace_dir(tmp, dest_dir)
     except BaseException:
         if pool is not None:
             pool.terminate()

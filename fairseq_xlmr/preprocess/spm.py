@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from fairseq_xlmr.atomic import write_atomic
 from fairseq_xlmr.data.language_sampling import sampling_probs
 
 SPM_FILENAME = "sentencepiece.bpe.model"  # the name XLM-R releases use, although the model is unigram
@@ -143,14 +144,6 @@ def read_lines_at(path: Path, sorted_indices: np.ndarray):
                     lines.append(text)
                 j += 1
     return lines, skipped
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file and os.replace, so a killed run never leaves a half-written file."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- dict.txt
@@ -308,8 +301,8 @@ def train_spm(corpus_dir: Path, out_dir: Path, languages: Optional[Sequence[str]
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / SPM_FILENAME, model)
-    atomic_write_bytes(out_dir / DICT_FILENAME, dict_text(pieces, freq).encode("utf-8"))
+    write_atomic(out_dir / SPM_FILENAME, model)
+    write_atomic(out_dir / DICT_FILENAME, dict_text(pieces, freq))
 
     p = np.asarray(counts, dtype=np.float64) / sum(counts)
     summary = SpmSummary(langs, counts, p.tolist(), sampling_probs(counts, alpha).tolist(), sampled,

@@ -87,16 +87,24 @@ def read_xnli_tsv(path, language: Optional[str] = None) -> List[SentenceExample]
     return examples
 
 
+def _jsonl_rows(path):
+    """(`file:line`, parsed object) for every non-empty line of a JSON-lines file."""
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"{path}:{number}", json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not a JSON object ({err.msg}); each line of a .jsonl file "
+                             "must be one JSON object.") from None
+
+
 def read_xnli_jsonl(path, language: Optional[str] = None) -> List[SentenceExample]:
     """XNLI as JSON lines: {"premise", "hypothesis", "label"} (the HF datasets export, integer labels
     0/1/2 = entailment/neutral/contradiction are kept as written) or {"sentence1", "sentence2",
     "gold_label"}; an optional "language" key names the row's language."""
     examples = []
-    for number, line in enumerate(read_lines(path), start=1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        where = f"{path}:{number}"
+    for where, row in _jsonl_rows(path):
         keys = ("premise", "hypothesis", "label") if "premise" in row else ("sentence1", "sentence2", "gold_label")
         missing = [key for key in keys if key not in row]
         if missing:
@@ -160,11 +168,7 @@ def read_labelled_jsonl(path, text_column: str, label_column: str, text_b_column
                         language_column: str = "", language: Optional[str] = None) -> List[SentenceExample]:
     """JSON lines; the keys are named as in `read_labelled_tsv`. Labels are kept as strings."""
     examples = []
-    for number, line in enumerate(read_lines(path), start=1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        where = f"{path}:{number}"
+    for where, row in _jsonl_rows(path):
         names = [text_column, label_column] + ([text_b_column] if text_b_column else [])
         missing = [name for name in names if name not in row]
         if missing:

@@ -6,6 +6,7 @@ the "before training" column of `make demo`.
 
 import json
 import math
+import os
 from collections import defaultdict
 
 import torch
@@ -28,6 +29,9 @@ def add_arguments(parser):
 
 def load_run(checkpoint_path, data=None):
     """(cfg, task, state) of a training run, from its checkpoint."""
+    if not os.path.isfile(checkpoint_path):
+        raise FileNotFoundError(f"checkpoint {checkpoint_path} not found; pass a checkpoint of an xlmr_mlm run, "
+                                "e.g. <save_dir>/checkpoint_last.pt (make demo: demo/checkpoints/checkpoint_last.pt).")
     state = checkpoint.load(checkpoint_path)
     cfg = OmegaConf.create(state["cfg"])
     if cfg.task._name != "xlmr_mlm":

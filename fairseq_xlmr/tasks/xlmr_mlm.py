@@ -15,7 +15,6 @@ from fairseq.data import (
     NumSamplesDataset,
     PrependTokenDataset,
     RawLabelDataset,
-    RightPadDataset,
     SortDataset,
     TokenBlockDataset,
     data_utils,
@@ -28,6 +27,7 @@ from omegaconf import II, MISSING
 
 from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, check_alpha, sampling_probs, size_ratios
 from fairseq_xlmr.data.masking import SPM_WORD_START, XlmrMaskTokensDataset
+from fairseq_xlmr.data.padding import PadToMultipleDataset
 from fairseq_xlmr.preprocess.spm import SPM_FILENAME, check_spm_matches_dict
 from fairseq_xlmr.tasks.length_check import check_fits_model
 
@@ -64,6 +64,10 @@ class XlmrMlmConfig(FairseqDataclass):
         "fraction of the predicted tokens replaced by a random ordinary piece"})
     mask_whole_words: bool = field(default=False, metadata={"help":
         "mask whole words: a piece starting with SentencePiece's '▁' and the pieces after it"})
+    pad_to_multiple: int = field(default=1, metadata={"help":
+        "pad each batch's length up to a multiple of this; on GPU 64 keeps the number of distinct shapes "
+        "small, so cuDNN attention plans are reused instead of rebuilt for every new length; 1 pads to the "
+        "longest sample only"})
     # Shared with the rest of the run (no help: fairseq sets them from common/dataset options).
     seed: int = II("common.seed")
     train_subset: str = II("dataset.train_subset")
@@ -217,11 +221,11 @@ class XlmrMlmTask(FairseqTask):
             {
                 "id": IdDataset(),
                 "net_input": {
-                    "src_tokens": RightPadDataset(source, pad_idx=pad),
+                    "src_tokens": PadToMultipleDataset(source, pad, self.cfg.pad_to_multiple),
                     "src_lengths": NumelDataset(source, reduce=False),
                     "lang_id": RawLabelDataset(dataset.lang_ids),
                 },
-                "target": RightPadDataset(target, pad_idx=pad),
+                "target": PadToMultipleDataset(target, pad, self.cfg.pad_to_multiple),
                 "nsentences": NumSamplesDataset(),
                 "ntokens": NumelDataset(source, reduce=True),
             },
@@ -266,6 +270,10 @@ def check_config(cfg: XlmrMlmConfig):
     if cfg.leave_unmasked_prob + cfg.random_token_prob > 1.0:
         raise ValueError(f"`task.leave_unmasked_prob` + `task.random_token_prob` must be at most 1, got "
                          f"{cfg.leave_unmasked_prob} + {cfg.random_token_prob}; XLM-R used 0.1 + 0.1.")
+    if cfg.pad_to_multiple < 1 or cfg.tokens_per_sample % cfg.pad_to_multiple:
+        raise ValueError(f"`task.pad_to_multiple` must be >= 1 and divide `task.tokens_per_sample` "
+                         f"({cfg.tokens_per_sample}), got {cfg.pad_to_multiple}; padded batches would otherwise "
+                         "outgrow the positions the model has. Use 64 on GPU with 512-token samples, 1 on CPU.")
     if cfg.tokens_per_sample < 2:
         raise ValueError(f"`task.tokens_per_sample` must be at least 2 (<s> and one token), got "
                          f"{cfg.tokens_per_sample}; XLM-R used 512.")

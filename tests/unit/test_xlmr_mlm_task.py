@@ -73,6 +73,21 @@ def test_samples_carry_their_language_and_unmasked_blocks(two_langs):
         assert block[0] == task.dictionary.bos() and block[-1] == task.dictionary.eos()
 
 
+def test_pad_to_multiple_rounds_batch_length_up_and_keeps_the_tokens(two_langs):
+    plain, padded = _task(two_langs), _task(two_langs, pad_to_multiple=16)
+    for task in (plain, padded):
+        task.load_dataset("train")
+    a, b = _batch(plain, "train", range(8)), _batch(padded, "train", range(8))
+    longest = a["net_input"]["src_tokens"].size(1)
+    assert longest % 16 != 0  # otherwise the test shows nothing
+    assert b["net_input"]["src_tokens"].size(1) == b["target"].size(1) == -(-longest // 16) * 16
+    pad = plain.dictionary.pad()
+    extra = b["net_input"]["src_tokens"][:, longest:]
+    assert extra.eq(pad).all() and b["target"][:, longest:].eq(pad).all()
+    assert torch.equal(b["net_input"]["src_tokens"][:, :longest], a["net_input"]["src_tokens"])
+    assert torch.equal(b["target"][:, :longest], a["target"])
+
+
 def _sampling_dataset(task, split):
     """The LanguageSamplingDataset under the masks of a loaded split."""
     dataset = task.datasets[split].dataset.defn["net_input.src_tokens"]  # SortDataset -> NestedDictionaryDataset
@@ -169,6 +184,7 @@ def test_real_fairseq_preprocess_output_is_readable(tmp_path):
         ({"languages": "en,xx"}, "`task.languages` lists 'xx' but there is no directory"),
         ({"languages": "en,en"}, "`task.languages` lists en more than once"),
         ({"data": "/nonexistent/data-bin"}, "`task.data` directory '/nonexistent/data-bin' does not exist"),
+        ({"pad_to_multiple": 5}, "`task.pad_to_multiple` must be >= 1 and divide `task.tokens_per_sample` (32), got 5"),
     ],
 )
 def test_bad_settings_fail_at_setup(two_langs, overrides, message):

@@ -75,7 +75,8 @@ def fairseq_argv(kind, data, shape, updates, window, device, extra_ours=()):
         extra = ["--user-dir", str(REPO / "fairseq_xlmr"), "--task", "xlmr_mlm", "--criterion", "xlmr_mlm",
                  *_model_args(shape, "--arch=xlmr_base"), "--optimizer", "xlmr_fused_adam"]
         if device == "cuda":
-            extra.append("--bf16-autocast")
+            # bf16 matmuls; few distinct batch lengths so cuDNN attention plans are reused
+            extra += ["--bf16-autocast", "--pad-to-multiple", "64"]
         extra += list(extra_ours)
     else:
         extra = ["--task", "multilingual_masked_lm", "--criterion", "masked_lm",
@@ -179,7 +180,13 @@ def dense_peak_flops(device, dtype_name):
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
-def run(data_bin, work_dir, device="cpu", updates=None, window=None, kinds=("ours", "stock", "hf")):
+# `ours+compile` = ours with --compile-layers (torch.compile of each layer; worth it on GPU, where it fuses the
+# elementwise work around the matmuls).
+DEFAULT_KINDS = {"cpu": ("ours", "stock", "hf"), "cuda": ("ours", "ours+compile", "stock", "hf")}
+
+
+def run(data_bin, work_dir, device="cpu", updates=None, window=None, kinds=None):
+    kinds = kinds or DEFAULT_KINDS[device]
     shape = SHAPES[device]
     updates = updates or (60 if device == "cpu" else 300)
     window = window or (10 if device == "cpu" else 25)
@@ -195,18 +202,22 @@ def run(data_bin, work_dir, device="cpu", updates=None, window=None, kinds=("our
             spec = {**shape, "device": device, "updates": updates, "window": window}
             argv = [json.dumps(spec), *fairseq_argv("ours", data, shape, updates, window, device)]
             raw = _run_child(_HF_CHILD, argv, threads)
+        elif kind == "ours+compile":
+            argv = fairseq_argv("ours", data, shape, updates, window, device, extra_ours=["--compile-layers"])
+            raw = _run_child(_FAIRSEQ_CHILD, argv, threads)
         else:
             raw = _run_child(_FAIRSEQ_CHILD, fairseq_argv(kind, data, shape, updates, window, device), threads)
         steady = raw["wps"][2:] or raw["wps"]  # the first windows include warm-up and compilation
         tokens_per_s = median(steady)
         results["runs"][kind] = {"tokens_per_s": tokens_per_s, "peak_mem_mb": raw["peak_mem_mb"],
                                  "windows": raw["wps"], "mfu": flops * tokens_per_s / peak}
-        print(f"  {device} {kind:5s}: {tokens_per_s:,.0f} tokens/s, peak {raw['peak_mem_mb']:,.0f} MB, "
+        print(f"  {device} {kind:12s}: {tokens_per_s:,.0f} tokens/s, peak {raw['peak_mem_mb']:,.0f} MB, "
               f"MFU {100 * flops * tokens_per_s / peak:.1f}%", flush=True)
     runs = results["runs"]
-    for other in ("stock", "hf"):
-        if "ours" in runs and other in runs:
-            results[f"ours_over_{other}"] = runs["ours"]["tokens_per_s"] / runs[other]["tokens_per_s"]
+    for ours in ("ours", "ours+compile"):
+        for other in ("stock", "hf"):
+            if ours in runs and other in runs:
+                results[f"{ours}_over_{other}"] = runs[ours]["tokens_per_s"] / runs[other]["tokens_per_s"]
     return results
 
 
@@ -215,11 +226,12 @@ def main(argv=None):
     parser.add_argument("--data-bin", required=True, help="xlmr binarize output (several languages)")
     parser.add_argument("--device", default="cpu", choices=sorted(SHAPES))
     parser.add_argument("--updates", type=int, default=None)
-    parser.add_argument("--kinds", default="ours,stock,hf")
+    parser.add_argument("--kinds", default=None, help="comma-separated subset of ours,ours+compile,stock,hf "
+                        "(default: ours,stock,hf on CPU; all four on CUDA)")
     parser.add_argument("--work-dir", default="bench/out/throughput")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
-    results = run(args.data_bin, args.work_dir, args.device, args.updates, kinds=args.kinds.split(","))
+    results = run(args.data_bin, args.work_dir, args.device, args.updates, kinds=args.kinds.split(",") if args.kinds else None)
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -58,6 +58,9 @@ class XlmrFinetuneConfig(FairseqDataclass):
     spm_model: str = field(default="", metadata={"help":
         f"SentencePiece model; its {DICT_FILE} must lie beside it. Empty: the {SPM_FILE} beside "
         "--finetune-from-model (or --restore-file), the pretrained checkpoint"})
+    freeze_embeddings: bool = field(default=False, metadata={"help":
+        "keep the token and position embeddings fixed while fine-tuning: training on one language then cannot "
+        "move its pieces away from those of the languages tested zero-shot"})
     # Shared with the rest of the run (no help: fairseq sets them from the checkpoint options).
     seed: int = II("common.seed")
     finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
@@ -253,6 +256,12 @@ class XlmrFinetuneTask(FairseqTask):
                                  f"has {positions}; pass --max-positions {positions} (the position table cannot "
                                  "be resized when loading).")
         self.add_head(model)
+        if self.cfg.freeze_embeddings:
+            encoder = model.encoder.sentence_encoder
+            # fairseq's trainer optimises only parameters that require a gradient.
+            for module in (encoder.embed_tokens, encoder.embed_positions):
+                if module is not None:
+                    module.requires_grad_(False)
         return model
 
     def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,

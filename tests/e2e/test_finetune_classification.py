@@ -170,3 +170,18 @@ def test_finetune_seeds_writes_results_per_seed_and_mean_std(model_dir, tmp_path
     # Done seeds are not run again.
     assert run_seeds("keyword", [1, 2], tmp_path / "runs", train_args, cpu=True, epochs=4, train=train) == summary
     assert trained == ["1", "2"]
+
+
+def test_freeze_embeddings_keeps_the_pretrained_tables_and_trains_the_rest(model_dir, tmp_path):
+    import torch
+
+    data = keyword_data(tmp_path / "data", train=64, dev=16)
+    finetune("xlmr_sentence_classification", data, model_dir, tmp_path / "ckpt", "accuracy", "--text-b-column", "",
+             "--max-length", "64", "--max-update", "4", "--freeze-embeddings")
+    before = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=False)["model"]
+    after = torch.load(tmp_path / "ckpt" / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
+    prefix = "encoder.sentence_encoder."
+    for name in ("embed_tokens.weight", "embed_positions.weight"):
+        assert torch.equal(before[prefix + name], after[prefix + name]), name
+    layer = prefix + "layers.0.fc1.weight"
+    assert not torch.allclose(before[layer], after[layer])  # the layers did train

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps ve-fairseq==0.12.3
 	$(PY) -m pip install -q hydra-core==1.3.8 omegaconf==2.3.1 bitarray sacrebleu regex cython \
 		numpy scikit-learn packaging tqdm cffi
-	$(PY) -m pip install -q -e '.[dev,hf]'
+	$(PY) -m pip install -q -e '.[dev,hf,dictionaries]'
 	touch $(STAMP)
 
 # Fast tier (CI). Slow cases are marked `slow` and run by `make test-slow`.

@@ -1,0 +1,180 @@
+"""`xlmr analyze {cka,bli,align,retrieve}` end to end on tiny real model dirs (trained a few updates)."""
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+
+from fairseq_xlmr import checkpoint
+from fairseq_xlmr.cli import main as xlmr_main
+from fairseq_xlmr.evaluation.random_init import write_random_init
+from tests.fixtures.tiny_data import _WORDS, make_sentence
+from tests.fixtures.tiny_finetune import pretrained_model_dir
+
+EMBED = "encoder.sentence_encoder.embed_tokens.weight"
+
+
+def xlmr(argv):
+    return xlmr_main([str(arg) for arg in argv])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """{"trained": a 10-update xlmr_debug dir, "random": its random-init twin, "rotated": the trained
+    model with its input embedding table multiplied by a random orthogonal matrix}."""
+    root = tmp_path_factory.mktemp("analyze")
+    trained = pretrained_model_dir(root)
+    random_dir = root / "random"
+    write_random_init(trained, random_dir, seed=7)
+    rotated = root / "rotated"
+    shutil.copytree(trained, rotated)
+    state = checkpoint.load(trained / "model.pt")
+    dim = state["model"][EMBED].shape[1]
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(0)))
+    table = state["model"][EMBED]
+    for key, value in list(state["model"].items()):  # the LM head's tied copy too, or loading would undo it
+        if value.shape == table.shape and torch.equal(value, table):
+            state["model"][key] = table @ q
+    torch.save(state, rotated / "model.pt")
+    return {"trained": trained, "random": random_dir, "rotated": rotated}
+
+
+def distinct_sentences(lang: str, n: int, seed: int):
+    rng, lines = random.Random(seed), []
+    while len(lines) < n:
+        sentence = make_sentence(rng, lang)
+        if sentence not in lines:
+            lines.append(sentence)
+    return lines
+
+
+@pytest.fixture(scope="module")
+def parallel(tmp_path_factory):
+    """en.txt and de.txt of 130 lines each (random sentences; line i of de is not a translation)."""
+    data = tmp_path_factory.mktemp("parallel")
+    for lang, seed in (("en", 1), ("de", 2)):
+        (data / f"{lang}.txt").write_text("\n".join(distinct_sentences(lang, 130, seed)) + "\n", encoding="utf-8")
+    return data
+
+
+def test_cka_same_sentences_same_model_is_one_and_differs_for_a_random_twin(models, parallel, tmp_path):
+    same = tmp_path / "same"
+    assert xlmr(["analyze", "cka", "--model-a", models["trained"], "--model-b", models["trained"], "--lang-a", "en",
+                 "--lang-b", "en", "--data-dir", parallel, "--out-dir", same, "--max-lines", "60", "--cpu"]) == 0
+    result = json.loads((same / "cka.json").read_text())
+    assert result["layers_a"] == result["layers_b"] == [0, 1, 2] and result["sentences"] == 60
+    assert result["diagonal"] == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)
+    assert all(v < 0.5 for v in result["diagonal_shuffled"])  # unpaired sentences: chance level
+    assert all(0 < v <= 1 + 1e-9 for row in result["matrix"] for v in row)
+    assert "| A0 | 1.000 |" in (same / "cka.md").read_text()
+    assert (same / "cka.png").stat().st_size > 10_000
+
+    twin = tmp_path / "twin"
+    assert xlmr(["analyze", "cka", "--model-a", models["trained"], "--model-b", models["random"], "--lang-a", "en",
+                 "--lang-b", "en", "--data-dir", parallel, "--out-dir", twin, "--kernel", "rbf", "--cpu"]) == 0
+    result = json.loads((twin / "cka.json").read_text())
+    assert result["kernel"] == "rbf" and result["sentences"] == 130
+    assert all(0 < v < 0.999 for v in result["diagonal"])  # different weights, different geometry
+
+    cross = tmp_path / "cross"
+    assert xlmr(["analyze", "cka", "--model-a", models["trained"], "--lang-a", "en", "--lang-b", "de",
+                 "--data-dir", parallel, "--out-dir", cross, "--cpu"]) == 0
+    assert len(json.loads((cross / "cka.json").read_text())["matrix"]) == 3
+
+    with pytest.raises(ValueError, match="--lang-a and --lang-b are both 'en' with one model"):
+        xlmr(["analyze", "cka", "--model-a", models["trained"], "--lang-a", "en", "--lang-b", "en",
+              "--data-dir", parallel, "--out-dir", tmp_path / "bad", "--cpu"])
+    with pytest.raises(ValueError, match="no parallel en/fr text"):
+        xlmr(["analyze", "cka", "--model-a", models["trained"], "--lang-a", "en", "--lang-b", "fr",
+              "--data-dir", parallel, "--out-dir", tmp_path / "bad", "--cpu"])
+
+
+def spelled_words(model_dir):
+    """The tiny corpora's words (lower-cased) whose SentencePiece pieces are known and differ from every
+    other word's, so that no two words share a vector."""
+    from fairseq_xlmr.analysis.features import load_hub, word_pieces
+
+    hub = load_hub(model_dir, cpu=True)
+    seen, words = set(), []
+    for vocabulary in _WORDS.values():
+        for word in (w.lower() for w in vocabulary):
+            ids = tuple(word_pieces(hub, word))
+            if hub.dictionary.unk() not in ids and ids not in seen:
+                seen.add(ids)
+                words.append(word)
+    return words
+
+
+def test_bli_procrustes_recovers_a_rotated_embedding_table(models, tmp_path):
+    words = spelled_words(models["trained"])
+    assert len(words) > 40
+    # Train on every word, test on 20 of them: the map is fitted on the span the test words live in
+    # (the tiny model has fewer distinct words than dimensions, so held-out words could leave it).
+    (tmp_path / "en-xx.0-5000.txt").write_text("".join(f"{w} {w}\n" for w in words), encoding="utf-8")
+    (tmp_path / "en-xx.5000-6500.txt").write_text("".join(f"{w} {w}\n" for w in words[::2][:20]), encoding="utf-8")
+    out = tmp_path / "bli"
+    assert xlmr(["analyze", "bli", "--model-a", models["trained"], "--model-b", models["rotated"], "--src", "en",
+                 "--tgt", "xx", "--dictionary", tmp_path, "--embeddings", "input", "--out-dir", out, "--cpu"]) == 0
+    result = json.loads((out / "bli.json").read_text())
+    assert (result["train_pairs"], result["test_words"], result["tgt_pool"]) == (len(words), 20, len(words))
+    precision = result["precision"]
+    # The rotation hides the translations from the identity map; Procrustes undoes it exactly.
+    assert precision["identity"]["nn"]["1"] <= 20.0
+    for mapping in ("procrustes", "refined"):
+        assert precision[mapping]["nn"] == {"1": 100.0, "5": 100.0, "10": 100.0}
+        assert precision[mapping]["csls"]["1"] == 100.0
+    assert result["identical_gold_share"] == 100.0
+    assert "| procrustes | NN | 100.0 | 100.0 | 100.0 |" in (out / "bli.md").read_text()
+    assert (out / "bli.png").stat().st_size > 10_000
+
+
+def test_bli_contextual_words_from_a_corpus(models, parallel, tmp_path):
+    words = [w.lower() for w in _WORDS["en"]]
+    dictionary = tmp_path / "en-en.txt"
+    dictionary.write_text("".join(f"{w} {w}\n" for w in words), encoding="utf-8")
+    out = tmp_path / "ctx"
+    assert xlmr(["analyze", "bli", "--model-a", models["trained"], "--src", "en", "--tgt", "en",
+                 "--dictionary", dictionary, "--embeddings", "contextual", "--corpus-dir", parallel, "--layer", "2",
+                 "--train-words", "15", "--test-words", "10", "--out-dir", out, "--cpu"]) == 0
+    result = json.loads((out / "bli.json").read_text())
+    assert result["layer"] == 2 and result["src_pool"] == result["tgt_pool"] == 25  # every word occurs
+    assert result["precision"]["identity"]["nn"]["1"] == 100.0  # same model, same occurrences
+    with pytest.raises(ValueError, match="--embeddings contextual needs --corpus-dir"):
+        xlmr(["analyze", "bli", "--model-a", models["trained"], "--src", "en", "--tgt", "en", "--dictionary",
+              dictionary, "--embeddings", "contextual", "--out-dir", out, "--cpu"])
+
+
+def test_align_per_layer_before_and_after_the_map(models, parallel, tmp_path):
+    out = tmp_path / "align"
+    assert xlmr(["analyze", "align", "--model-a", models["trained"], "--model-b", models["trained"], "--src", "en",
+                 "--tgt", "en", "--data-dir", parallel, "--train-lines", "100", "--out-dir", out, "--cpu"]) == 0
+    result = json.loads((out / "align.json").read_text())
+    assert result["layers"] == [0, 1, 2] and (result["train_pairs"], result["test_pairs"]) == (100, 30)
+    # Same model, same sentences: the spaces coincide, and an orthogonal map fitted on them is the identity.
+    assert result["before"] == result["after"] == [100.0] * 3
+
+    twin = tmp_path / "twin"
+    assert xlmr(["analyze", "align", "--model-a", models["trained"], "--model-b", models["random"], "--src", "en",
+                 "--tgt", "en", "--data-dir", parallel, "--map", "linear", "--out-dir", twin, "--cpu"]) == 0
+    result = json.loads((twin / "align.json").read_text())
+    assert result["train_pairs"] == 65 and len(result["after"]) == 3
+    assert all(0.0 <= v <= 100.0 for v in result["after"] + result["before"])
+    assert "| layer | before | after |" in (twin / "align.md").read_text()
+    assert (twin / "align.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="--train-lines 129 of 130 pairs"):
+        xlmr(["analyze", "align", "--model-a", models["trained"], "--model-b", models["random"],
+              "--src", "en", "--tgt", "de", "--data-dir", parallel, "--train-lines", "129", "--out-dir", twin])
+
+
+def test_retrieve_is_eval_retrieval(models, parallel, tmp_path):
+    data = tmp_path / "copy"
+    data.mkdir()
+    shutil.copy(parallel / "en.txt", data / "en.txt")
+    shutil.copy(parallel / "en.txt", data / "xx.txt")
+    out = tmp_path / "retrieve"
+    assert xlmr(["analyze", "retrieve", "--model-dir", models["trained"], "--data-dir", data, "--out-dir", out,
+                 "--report-layer", "2", "--cpu"]) == 0
+    report = json.loads((out / "retrieval.json").read_text())
+    assert report["accuracy"]["cosine"]["xx"]["to_pivot"] == [100.0] * 3

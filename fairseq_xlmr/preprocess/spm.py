@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -44,9 +44,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the sentence sample")
     parser.add_argument("--num-threads", type=int, default=os.cpu_count() or 1,
                         help="SentencePiece trainer threads")
+    parser.add_argument("--disjoint-vocab", action="store_true",
+                        help="ablation 'no anchor points': one model per language (--vocab-size split evenly) "
+                             f"in <out-dir>/<lang>/, and one {DICT_FILENAME} where each language's pieces have "
+                             "their own ids; `xlmr binarize --spm-model <out-dir>` encodes with them")
 
 
 def main(args) -> int:
+    if args.disjoint_vocab:
+        train_disjoint_spm(corpus_dir=Path(args.corpus_dir), out_dir=Path(args.out_dir), languages=args.languages,
+                           vocab_size=args.vocab_size, character_coverage=args.character_coverage,
+                           sample_sentences=args.sample_sentences, seed=args.seed, num_threads=args.num_threads)
+        return 0
     train_spm(
         corpus_dir=Path(args.corpus_dir),
         out_dir=Path(args.out_dir),
@@ -310,3 +319,74 @@ def train_spm(corpus_dir: Path, out_dir: Path, languages: Optional[Sequence[str]
     say(summary.table())
     say(f"[train-spm] wrote {out_dir / SPM_FILENAME} and {out_dir / DICT_FILENAME}")
     return summary
+
+
+# --------------------------------------------------------------------------- disjoint vocabularies
+
+# Ablation "no anchor points" (Conneau, Wu et al., 2020, "Emerging Cross-lingual Structure in Pretrained
+# Language Models", §4; K et al., 2020): no sub-word is shared between languages. Each language gets its
+# own SentencePiece model, and its pieces enter the shared dict.txt with a language suffix, so "▁a" of
+# en and "▁a" of de get two ids. The suffix keeps the "▁" word-start prefix for --mask-whole-words.
+DISJOINT_SEPARATOR = "|"  # language codes never contain it, so the last "|" names the language
+DISJOINT_MANIFEST = "disjoint_vocab.json"
+
+
+def disjoint_piece(piece: str, lang: str) -> str:
+    """The dict.txt entry of `lang`'s piece: "▁the" of en -> "▁the|en"."""
+    return f"{piece}{DISJOINT_SEPARATOR}{lang}"
+
+
+def disjoint_dict_text(per_language: Dict[str, Sequence[Tuple[str, int]]]) -> str:
+    """One dict.txt: each language's (piece, count) entries suffixed, languages one after another,
+    so language k's pieces fill one contiguous id range."""
+    return "".join(f"{disjoint_piece(piece, lang)} {int(count)}\n"
+                   for lang, entries in per_language.items() for piece, count in entries)
+
+
+def read_dict_entries(dict_path) -> List[Tuple[str, int]]:
+    """(piece, count) of every line of a dict.txt written by `xlmr train-spm`."""
+    with open(dict_path, encoding="utf-8") as f:
+        return [(_dict_entry(line, dict_path, i + 1), int(line.rstrip().rsplit(" ", 1)[1]))
+                for i, line in enumerate(f)]
+
+
+def is_disjoint_vocab(path) -> bool:
+    """True for the output directory of `xlmr train-spm --disjoint-vocab`."""
+    return Path(path).is_dir() and (Path(path) / DISJOINT_MANIFEST).is_file()
+
+
+def read_disjoint_manifest(spm_dir) -> Dict[str, Path]:
+    """{lang: its SentencePiece model} of a `--disjoint-vocab` directory."""
+    import json
+
+    manifest = json.loads((Path(spm_dir) / DISJOINT_MANIFEST).read_text(encoding="utf-8"))
+    return {lang: Path(spm_dir) / lang / SPM_FILENAME for lang in manifest["languages"]}
+
+
+def train_disjoint_spm(corpus_dir: Path, out_dir: Path, languages: Optional[Sequence[str]] = None,
+                       vocab_size: int = 250000, character_coverage: float = 0.9995,
+                       sample_sentences: int = 1_000_000, seed: int = 1, num_threads: int = 1,
+                       quiet: bool = False) -> Dict[str, SpmSummary]:
+    """One unigram model per language, vocab_size // #languages pieces each, in `<out_dir>/<lang>/`
+    (with its own dict.txt), plus `<out_dir>/dict.txt` joining them with disjoint ids."""
+    import json
+
+    files = resolve_language_files(corpus_dir, languages)
+    per_language = vocab_size // len(files)
+    if per_language <= FIRST_PIECE_ID:
+        raise ValueError(f"--vocab-size {vocab_size} split over {len(files)} languages leaves {per_language} "
+                         f"pieces each, not more than the {FIRST_PIECE_ID} specials; raise --vocab-size.")
+    summaries, entries = {}, {}
+    for lang in files:
+        # alpha is irrelevant with one language: every sampled line is this language's.
+        summaries[lang] = train_spm(corpus_dir, Path(out_dir) / lang, [lang], per_language, character_coverage,
+                                    sample_sentences, 1.0, seed, num_threads, quiet)
+        entries[lang] = read_dict_entries(Path(out_dir) / lang / DICT_FILENAME)
+    write_atomic(Path(out_dir) / DICT_FILENAME, disjoint_dict_text(entries))
+    # Written last: its presence marks a complete directory for `xlmr binarize`.
+    manifest = {"languages": list(files), "pieces_per_language": per_language, "separator": DISJOINT_SEPARATOR}
+    write_atomic(Path(out_dir) / DISJOINT_MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    if not quiet:
+        print(f"[train-spm] disjoint vocabulary: {len(files)} languages x {per_language:,} pieces; wrote "
+              f"{Path(out_dir) / DICT_FILENAME} ({sum(map(len, entries.values())):,} entries)", flush=True)
+    return summaries

@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "analyze": ("fairseq_xlmr.analysis.analyze", "cross-lingual structure: CKA, word translation (Procrustes/CSLS), model-to-model alignment, retrieval"),
     "fetch-dictionaries": ("fairseq_xlmr.preprocess.dictionaries", "FreeDict English->X dictionaries ranked by wordfreq -> MUSE files + 0-5000/5000-6500 splits"),
     "sweep": ("fairseq_xlmr.evaluation.sweep", "XLM-R's ablation sweeps (alpha, vocabulary, number of languages) at demo scale -> table + PNG"),
+    "average": ("fairseq_xlmr.fusion.average", "uniform or weighted average of checkpoints of one architecture and dictionary"),
 }
 
 

@@ -91,12 +91,6 @@ class XlmrAlignmentCriterion(XlmrMlmCriterion):
         """Whether this update needs a batch of parallel pairs."""
         return any(self.weights[k](num_updates) != 0 for k in PARALLEL_OBJECTIVES)
 
-    def load_state_dict(self, state_dict, strict=True):
-        # A checkpoint of another criterion (e.g. xlmr_mlm, to continue from) has no projection head.
-        if state_dict is None:
-            return
-        return super().load_state_dict(state_dict, strict)
-
     def forward(self, model, sample, reduce=True):
         """sample: {"mlm": MLM batch, "para": pair batch (data/parallel.py), "num_updates"} in training,
         a plain MLM batch in validation (MLM only). Returns (weighted loss, 1, logging output)."""

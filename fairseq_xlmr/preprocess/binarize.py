@@ -84,41 +84,22 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    dict_path = Path(args.dict) if args.dict else None
+    common = dict(dest_dir=Path(args.dest_dir), valid_lines=args.valid_lines, test_lines=args.test_lines,
+                  dedup=args.dedup, overwrite=args.overwrite)
     if args.para_dir:
         if args.num_shards != 1 or args.languages:
             raise ValueError("--para-dir (parallel mode) takes --pairs, not --languages, and no --num-shards; "
                              f"got --languages {args.languages} --num-shards {args.num_shards}.")
-        binarize_parallel(
-            para_dir=Path(args.para_dir),
-            spm_model=Path(args.spm_model),
-            dict_path=Path(args.dict) if args.dict else None,
-            dest_dir=Path(args.dest_dir),
-            pairs=args.pairs,
-            valid_lines=args.valid_lines,
-            test_lines=args.test_lines,
-            dedup=args.dedup,
-            overwrite=args.overwrite,
-        )
+        binarize_parallel(para_dir=Path(args.para_dir), spm_model=Path(args.spm_model), dict_path=dict_path,
+                          pairs=args.pairs, **common)
         return 0
+    monolingual = dict(corpus_dir=Path(args.corpus_dir), languages=args.languages, workers=args.workers,
+                       num_shards=args.num_shards, **common)
     if Path(args.spm_model).is_dir():  # `xlmr train-spm --disjoint-vocab` output (ablation: no anchor points)
-        binarize_disjoint(corpus_dir=Path(args.corpus_dir), spm_dir=Path(args.spm_model), dest_dir=Path(args.dest_dir),
-                          languages=args.languages, workers=args.workers, valid_lines=args.valid_lines,
-                          test_lines=args.test_lines, num_shards=args.num_shards, dedup=args.dedup,
-                          overwrite=args.overwrite)
-        return 0
-    binarize(
-        corpus_dir=Path(args.corpus_dir),
-        spm_model=Path(args.spm_model),
-        dict_path=Path(args.dict) if args.dict else None,
-        dest_dir=Path(args.dest_dir),
-        languages=args.languages,
-        workers=args.workers,
-        valid_lines=args.valid_lines,
-        test_lines=args.test_lines,
-        num_shards=args.num_shards,
-        dedup=args.dedup,
-        overwrite=args.overwrite,
-    )
+        binarize_disjoint(spm_dir=Path(args.spm_model), **monolingual)
+    else:
+        binarize(spm_model=Path(args.spm_model), dict_path=dict_path, **monolingual)
     return 0
 
 

@@ -2,6 +2,13 @@
 
 With `--with-init` it also scores a freshly initialised model of the same architecture and seed:
 the "before training" column of `make demo`.
+
+The validation masks are drawn from a seed, by default the run's own (`common.seed`), so runs trained
+with different seeds are scored on different masks; that alone moves a mean perplexity by a few points
+(docs/fusion.md: 213.1 to 217.8 for one model). `--mask-seed` scores every checkpoint on the same masks.
+Every checkpoint is scored with the plain `xlmr_mlm` cross-entropy whatever criterion trained it
+(distillation, adversarial, language weights: their `loss_<lang>` are that cross-entropy anyway), so no
+teacher or discriminator is loaded.
 """
 
 import json
@@ -15,6 +22,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from fairseq_xlmr import checkpoint
+from fairseq_xlmr.evaluation.results import average, write_results
 
 
 def add_arguments(parser):
@@ -23,12 +31,22 @@ def add_arguments(parser):
     parser.add_argument("--split", default="valid", help="split to score (default: valid)")
     parser.add_argument("--with-init", action="store_true",
                         help="also score the randomly initialised model (same architecture and seed)")
+    parser.add_argument("--mask-seed", type=int, default=None,
+                        help="seed of the validation masks (default: the checkpoint's own common.seed, so "
+                             "runs trained with different seeds are scored on different masks); give the same "
+                             "value to every checkpoint you compare")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
     parser.add_argument("--json", help="write the results as JSON to this path")
+    parser.add_argument("--results-dir",
+                        help="also write the trained model's perplexities as <dir>/results.json (task "
+                             "`<split>_ppl`, seed = the mask seed) for `xlmr report`")
 
 
-def load_run(checkpoint_path, data=None):
-    """(cfg, task, state) of a training run, from its checkpoint."""
+def load_run(checkpoint_path, data=None, mask_seed=None):
+    """(cfg, task, state) of a training run, from its checkpoint; `mask_seed` replaces the masks' seed."""
+    if mask_seed is not None and mask_seed < 0:
+        raise ValueError(f"--mask-seed must be >= 0, got {mask_seed}; use any seed, the same for every "
+                         "checkpoint you compare.")
     if not os.path.isfile(checkpoint_path):
         raise FileNotFoundError(f"checkpoint {checkpoint_path} not found; pass a checkpoint of an xlmr_mlm run, "
                                 "e.g. <save_dir>/checkpoint_last.pt (make demo: demo/checkpoints/checkpoint_last.pt).")
@@ -39,6 +57,10 @@ def load_run(checkpoint_path, data=None):
                          "xlmr_mlm checkpoints (per-language losses need the task's languages).")
     if data is not None:
         cfg.task.data = data
+    if mask_seed is not None:
+        # The task masks (and orders) evaluation samples with task.seed; common.seed stays the run's, so
+        # --with-init still rebuilds the run's initialisation.
+        cfg.task.seed = mask_seed
     return cfg, tasks.setup_task(cfg.task), state
 
 
@@ -63,14 +85,16 @@ def language_losses(model, task, criterion, split, batch_size):
     return results
 
 
-def evaluate(checkpoint_path, data=None, split="valid", with_init=False, batch_size=32):
-    """{"trained": per-language results[, "init": per-language results]}."""
-    cfg, task, state = load_run(checkpoint_path, data)
+def evaluate(checkpoint_path, data=None, split="valid", with_init=False, batch_size=32, mask_seed=None):
+    """{"trained": per-language results[, "init": per-language results], "mask_seed": the seed the masks
+    were drawn from (`mask_seed`, or the run's own when None)}."""
+    cfg, task, state = load_run(checkpoint_path, data, mask_seed)
     task.load_dataset(split)
-    criterion = task.build_criterion(cfg.criterion)
+    # The plain masked-LM loss, whichever criterion trained the model (see the module docstring).
+    criterion = task.build_criterion(OmegaConf.create({"_name": "xlmr_mlm"}))
     utils.set_torch_seed(cfg.common.seed)
     model = task.build_model(cfg.model)
-    results = {}
+    results = {"mask_seed": int(cfg.task.seed)}
     if with_init:
         results["init"] = language_losses(model, task, criterion, split, batch_size)
     model.load_state_dict(state["model"], strict=True)
@@ -89,9 +113,17 @@ def format_table(results):
 
 
 def main(args):
-    results = evaluate(args.checkpoint, args.data, args.split, args.with_init, args.batch_size)
+    results = evaluate(args.checkpoint, args.data, args.split, args.with_init, args.batch_size, args.mask_seed)
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    seed = results["mask_seed"]
+    ppl = {lang: r["ppl"] for lang, r in results["trained"].items()}
+    if args.results_dir:
+        os.makedirs(args.results_dir, exist_ok=True)
+        write_results(args.results_dir, f"{args.split}_ppl", seed, "ppl", ppl, split=args.split,
+                      extra={"checkpoint": args.checkpoint})
+    print(f"{args.checkpoint}: mean {args.split} ppl {average(ppl):.2f} over {len(ppl)} languages "
+          f"(masks of seed {seed})")
     return 0

@@ -5,8 +5,9 @@ reports its fine-tuning results (Conneau et al., 2020: averages over five seeds)
 
 Each seed trains into `<save-dir>/seed<k>` (`--seed k --save-dir ...` are added to the fairseq-train
 arguments), then `checkpoint_best.pt` is evaluated and `<save-dir>/seed<k>/results.json` written
-(format: `fairseq_xlmr.evaluation.results`). A seed whose results.json exists is not run again, so
-an interrupted sweep resumes. `<save-dir>/summary.json` holds the aggregate.
+(format: `fairseq_xlmr.evaluation.results`): by `xlmr eval-qa`'s code for `--task xlmr_span_qa` (F1, with
+EM under `extra_metrics`), by `xlmr finetune-eval`'s for the classification tasks. A seed whose
+results.json exists is not run again, so an interrupted sweep resumes. `<save-dir>/summary.json` holds the aggregate.
 
 Two conveniences for running from a pretrained checkpoint (`--finetune-from-model`):
 - the model sizes (layers, dims, heads, max positions) are read from that checkpoint and put first
@@ -35,7 +36,8 @@ OWN_OPTIONS = ("--seed", "--save-dir")  # set per run by the driver
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--name", required=True, help="benchmark name written to results.json (xnli, pawsx, ner, pos)")
+    parser.add_argument("--name", required=True,
+                        help="benchmark name written to results.json (xnli, pawsx, ner, pos, mlqa)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5],
                         help="one run per seed (XLM-R averaged 5)")
     parser.add_argument("--save-dir", required=True, help="runs go to <save-dir>/seed<k>")
@@ -78,6 +80,19 @@ def option_value(argv: Sequence[str], option: str):
         elif arg.startswith(option + "="):
             value = arg.split("=", 1)[1]
     return value
+
+
+def evaluator(train_args: Sequence[str]) -> Callable:
+    """`evaluate_and_write(checkpoint, name, cpu=...)` for the fairseq-train `--task` of `train_args`.
+
+    Span QA decodes answers (n-best, answer length) and scores F1/EM; the classification tasks score
+    accuracy or F1 from the criterion's counts. Each evaluator rejects the other's checkpoints.
+    """
+    if option_value(train_args, "--task") == "xlmr_span_qa":
+        from fairseq_xlmr.evaluation.eval_qa import evaluate_and_write
+    else:
+        from fairseq_xlmr.evaluation.finetune_eval import evaluate_and_write
+    return evaluate_and_write
 
 
 # Model sizes that must match the pretrained checkpoint, and their fairseq-train options.
@@ -135,12 +150,11 @@ def run_seeds(name: str, seeds: Sequence[int], save_dir, train_args: Sequence[st
               epochs: float = None, warmup_ratio: float = 0.0,
               train: Callable[[List[str]], None] = fairseq_train_subprocess) -> Dict:
     """Train and evaluate one run per seed (skipping seeds already done); return and write the summary."""
-    from fairseq_xlmr.evaluation.finetune_eval import evaluate_and_write
-
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds repeats a seed: {list(seeds)}")
     train_args = [str(arg) for arg in train_args]
     check_train_args(train_args)
+    evaluate_and_write = evaluator(train_args)
     if "--user-dir" not in train_args:
         train_args += ["--user-dir", str(Path(__file__).resolve().parents[1])]
     pretrained = option_value(train_args, "--finetune-from-model")

@@ -28,3 +28,12 @@ def test_option_value_takes_the_last_occurrence():
     argv = ["--finetune-from-model", "a.pt", "--lr", "1", "--finetune-from-model=b.pt"]
     assert seeds.option_value(argv, "--finetune-from-model") == "b.pt"
     assert seeds.option_value(argv, "--restore-file") is None
+
+
+def test_the_evaluator_follows_the_training_task():
+    from fairseq_xlmr.evaluation import eval_qa, finetune_eval
+
+    assert seeds.evaluator(["data", "--task", "xlmr_span_qa"]) is eval_qa.evaluate_and_write
+    assert seeds.evaluator(["data", "--task=xlmr_span_qa"]) is eval_qa.evaluate_and_write
+    assert seeds.evaluator(["data", "--task", "xlmr_token_classification"]) is finetune_eval.evaluate_and_write
+    assert seeds.evaluator(["data"]) is finetune_eval.evaluate_and_write

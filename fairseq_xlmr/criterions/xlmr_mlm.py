@@ -157,6 +157,32 @@ class XlmrMlmCriterion(FairseqCriterion):
 def _log_loss(suffix: str, loss_sum, sample_size):
     """Log `loss<suffix>` in bits per predicted token and the derived `ppl<suffix>`."""
     if sample_size == 0:
-        return  # nothing predicted (e.g. a language absent from these batches): no loss to report
+        # Nothing predicted (e.g. a language absent from these batches): no loss to report.
+        _drop_empty_loss_meters(suffix)
+        return
     metrics.log_scalar("loss" + suffix, loss_sum / sample_size / math.log(2), sample_size, round=3)
-    metrics.log_derived("ppl" + suffix, lambda meters: utils.get_perplexity(meters["loss" + suffix].avg))
+    metrics.log_derived("ppl" + suffix, lambda meters: _perplexity(meters["loss" + suffix]))
+
+
+def _perplexity(loss_meter):
+    """2**loss of an average meter, or None while it holds no value (fairseq's get_perplexity says 0 then)."""
+    return None if loss_meter.avg is None else utils.get_perplexity(loss_meter.avg)
+
+
+def _drop_empty_loss_meters(suffix: str) -> None:
+    """Remove `loss<suffix>`/`ppl<suffix>` from every active aggregator where they hold no value.
+
+    fairseq resets a log interval's meters (`metrics.reset_meters("train_inner")`) but keeps them, so a
+    language seen in an earlier interval and absent from this one would log `loss_<lang>: null` beside
+    `ppl_<lang>: 0` (get_perplexity(None) is 0). An aggregator whose loss meter has not been updated since
+    its reset therefore forgets both; the next interval with that language adds them again.
+    """
+    keys = ("loss" + suffix, "ppl" + suffix)
+    for agg in metrics.get_active_aggregators():
+        meter = agg.get(keys[0])
+        if meter is None or getattr(meter, "count", 1) > 0:
+            continue
+        for key in keys:
+            agg.pop(key, None)
+        # MetersDict keeps its key order in `priorities` too (its state_dict reads it).
+        agg.priorities[:] = [entry for entry in agg.priorities if entry[2] not in keys]

@@ -5,12 +5,13 @@
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from fairseq import utils
 from fairseq.data import data_utils
 from fairseq.tasks import register_task
+from omegaconf import II
 
 from fairseq_xlmr.criterions.contrastive import read_muse_dictionary
 from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, check_alpha, sampling_probs, size_ratios
@@ -40,6 +41,8 @@ class XlmrAlignmentConfig(XlmrMlmConfig):
     dictionary_dir: str = field(default="", metadata={"help":
         "directory of MUSE bilingual dictionaries <src>-<tgt>.txt (`src tgt` per line) for the token-level "
         "contrastive objective; pairs without a file get no token positives"})
+    # Shared with the rest of the run: pair batches drawn per update, to find the pair stream's position on resume.
+    update_freq: List[int] = II("optimization.update_freq")
 
 
 @register_task("xlmr_alignment", dataclass=XlmrAlignmentConfig)
@@ -59,6 +62,7 @@ class XlmrAlignmentTask(XlmrMlmTask):
         self.para_train: Optional[ParallelBatchDataset] = None
         self._para_epoch = 0
         self._para_batches = None
+        self._first_step = True
         self.model_dim: Optional[int] = None
 
     @classmethod
@@ -129,21 +133,60 @@ class XlmrAlignmentTask(XlmrMlmTask):
         while True:
             if self._para_batches is None or not self._para_batches.has_next():
                 self._para_epoch += 1
-                world, rank = _world()
-                iterator = self.get_batch_iterator(
-                    self.para_train, max_sentences=self.cfg.para_batch_size, max_positions=self.cfg.tokens_per_sample,
-                    ignore_invalid_inputs=True, seed=self.cfg.seed, num_shards=world, shard_id=rank,
-                    epoch=self._para_epoch, num_workers=0)
-                self._para_batches = iterator.next_epoch_itr(shuffle=True)
+                self._para_batches = self._pair_iterator(self._para_epoch).next_epoch_itr(shuffle=True)
             batch = next(self._para_batches)
             if batch:  # shards are padded with empty batches at the end of an epoch
                 return utils.move_to_cuda(batch, device) if device.type == "cuda" else batch
+
+    def _pair_iterator(self, epoch: int):
+        """fairseq's epoch iterator over this worker's shard of the pair batches of pair epoch `epoch`."""
+        world, rank = _world()
+        return self.get_batch_iterator(
+            self.para_train, max_sentences=self.cfg.para_batch_size, max_positions=self.cfg.tokens_per_sample,
+            ignore_invalid_inputs=True, seed=self.cfg.seed, num_shards=world, shard_id=rank, epoch=epoch,
+            num_workers=0)
+
+    def resume_pair_stream(self, num_updates: int, needs_parallel: Callable[[int], bool]) -> int:
+        """Move the pair stream to where a run stopped at `num_updates` left it; returns the batches skipped.
+
+        fairseq's trainer restores its own data iterator on resume but never the task's state, so a
+        resumed run would otherwise see the first pair epoch again. The position follows from the run:
+        update_freq pair batches for every earlier update whose parallel weights were not all 0.
+        Each pair epoch's iterator is rebuilt (as the interrupted run built it) only to count its batches.
+        """
+        per_update = set(self.cfg.update_freq)
+        if len(per_update) != 1:
+            raise ValueError(f"resuming task xlmr_alignment needs one `optimization.update_freq`, got "
+                             f"{list(self.cfg.update_freq)}: the pair stream's position follows from it.")
+        drawn = per_update.pop() * sum(1 for update in range(num_updates) if needs_parallel(update))
+        skipped, epoch = drawn, 0
+        world, rank = _world()
+        while True:
+            epoch += 1
+            iterator = self._pair_iterator(epoch)
+            real = len(range(rank, len(iterator.frozen_batches), world))  # the shard's non-empty batches
+            if real == 0:
+                raise ValueError("this worker's shard of the parallel data holds no batch; use fewer workers or "
+                                 "a smaller `task.para_batch_size`.")
+            if drawn < real:
+                break
+            drawn -= real
+        # fairseq fast-forwards its iterator without collating the batches it skips.
+        iterator.load_state_dict({"version": 2, "epoch": epoch, "iterations_in_epoch": drawn, "shuffle": True})
+        self._para_epoch, self._para_batches = epoch, iterator.next_epoch_itr(shuffle=True)
+        logger.info("resumed at update %d: the pair stream continues at pair epoch %d, batch %d (%d batches drawn "
+                    "before)", num_updates, epoch, drawn, skipped)
+        return skipped
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         inner = criterion
         while hasattr(inner, "module"):  # the criterion has parameters: fairseq wraps it for DDP
             inner = inner.module
         combined = {"mlm": sample, "num_updates": update_num}
+        if self._first_step:  # a run that starts at update U > 0 resumes an earlier one
+            self._first_step = False
+            if update_num > 0 and self.para_train is not None:
+                self.resume_pair_stream(update_num, inner.needs_parallel)
         if inner.needs_parallel(update_num):
             combined["para"] = self.next_parallel_batch(next(model.parameters()).device)
         return super().train_step(combined, model, criterion, optimizer, update_num, ignore_grad)

@@ -81,3 +81,19 @@ def test_projection_head_queue_and_inner_layer(tiny, tmp_path):
     # holds 24 past vectors (without the queue it stays at 2.773 for these 6 updates).
     assert float(steps[0]["seq_loss"]) == pytest.approx(2.773, abs=0.05)
     assert all(float(s["seq_loss"]) > 3.2 for s in steps[2:])
+
+
+def test_resumed_run_continues_the_pair_stream(tiny, tmp_path):
+    def run(updates):
+        args = alignment_args(tiny, tmp_path, updates, "--seq-weight", "0:0,2:1", "--save-interval-updates", "6")
+        args.remove("--no-save")
+        return fairseq_train(args)
+
+    first = [s for s in json_stats(run(6), "\"lambda_seq\"") if "train_loss" not in s]
+    drawn = sum(s.get("seq_loss") is not None for s in first)  # one pair batch per update with λ_seq > 0
+    assert len(first) == 6 and drawn == 5  # λ_seq = 0 only at update 0
+    messages = run(10)
+    assert any("Loaded checkpoint" in m and "@ 6 updates" in m for m in messages)
+    resumed = [m for m in messages if m.startswith("resumed at update")]
+    assert resumed == [f"resumed at update 6: the pair stream continues at pair epoch 1, batch {drawn} ({drawn} "
+                       "batches drawn before)"], resumed

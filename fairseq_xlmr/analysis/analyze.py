@@ -256,7 +256,7 @@ def word_vectors(args, hub, words: Sequence[str], lang: str, layer: int):
     if args.embeddings == "input":
         return features.input_word_embeddings(hub, words), [True] * len(words)
     path = Path(args.corpus_dir) / f"{lang}.txt"
-    sentences = [line for line in retrieval._read_lines(path) if line.strip()][:args.max_sentences]
+    sentences = [line for line in retrieval.read_lines(path) if line.strip()][:args.max_sentences]
     return features.contextual_word_embeddings(hub, words, sentences, layer, args.batch_size, desc=f"{lang} words")
 
 

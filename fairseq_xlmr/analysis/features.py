@@ -11,7 +11,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from fairseq_xlmr.evaluation.retrieval import _read_lines, embed_sentences
+from fairseq_xlmr.evaluation.retrieval import read_lines, embed_sentences
 from fairseq_xlmr.preprocess.dictionaries import read_muse, split_by_source_rank
 
 WORD_START = "\u2581"  # SentencePiece's "▁": the piece begins a new whitespace-separated word
@@ -50,7 +50,7 @@ def read_parallel(data_dir, lang_a: str, lang_b: str, max_lines: int = 0) -> Tup
         raise ValueError(f"no parallel {lang_a}/{lang_b} text in {data_dir}: expected {lang_a}.txt + {lang_b}.txt "
                          f"(aligned lines, e.g. corpus/udhr) or {lang_a}-{lang_b}.{{{lang_a},{lang_b}}} "
                          "(e.g. corpus/para). Fix --data-dir or the languages.")
-    xs, ys = _read_lines(found[0]), _read_lines(found[1])
+    xs, ys = read_lines(found[0]), read_lines(found[1])
     if len(xs) != len(ys):
         raise ValueError(f"{found[0]} has {len(xs)} lines but {found[1]} has {len(ys)}; parallel files must match "
                          "line by line.")

@@ -108,10 +108,10 @@ def read_aligned(data_dir, pivot: str, languages: Optional[Sequence[str]] = None
     if unknown:
         raise ValueError(f"--languages lists {', '.join(unknown)} but {data_dir} has no such <lang>.txt; "
                          "fix the list or the directory.")
-    pivot_lines = _read_lines(data_dir / f"{pivot}.txt")
+    pivot_lines = read_lines(data_dir / f"{pivot}.txt")
     pairs = {}
     for lang in wanted:
-        lines = _read_lines(data_dir / f"{lang}.txt")
+        lines = read_lines(data_dir / f"{lang}.txt")
         if len(lines) != len(pivot_lines):
             raise ValueError(f"{data_dir / (lang + '.txt')} has {len(lines)} lines but {pivot}.txt has "
                              f"{len(pivot_lines)}; aligned files must match line by line.")
@@ -130,15 +130,15 @@ def read_tatoeba(data_dir, languages: Optional[Sequence[str]] = None) -> Pairs:
                          f"{', '.join(unknown) or 'any language'} (found: {', '.join(found) or 'none'}).")
     pairs = {}
     for lang in languages or found:
-        xs = _read_lines(data_dir / f"tatoeba.{lang}-eng.{lang}")
-        ys = _read_lines(data_dir / f"tatoeba.{lang}-eng.eng")
+        xs = read_lines(data_dir / f"tatoeba.{lang}-eng.{lang}")
+        ys = read_lines(data_dir / f"tatoeba.{lang}-eng.eng")
         if len(xs) != len(ys):
             raise ValueError(f"tatoeba.{lang}-eng.{lang} has {len(xs)} lines but tatoeba.{lang}-eng.eng has {len(ys)}.")
         pairs[lang] = (xs, ys)
     return pairs
 
 
-def _read_lines(path: Path) -> List[str]:
+def read_lines(path: Path) -> List[str]:
     """Lines split on "\n" only (a U+0085 or U+2028 inside a sentence must not shift the alignment)."""
     text = path.read_text(encoding="utf-8")
     lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")

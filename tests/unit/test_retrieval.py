@@ -10,6 +10,7 @@ from fairseq_xlmr.cli import main as xlmr
 from fairseq_xlmr.evaluation import retrieval
 from fairseq_xlmr.evaluation.retrieval import (
     accuracy,
+    center,
     knn,
     normalize,
     parse_layers,
@@ -72,6 +73,17 @@ def test_layer_choice_is_checked():
         parse_layers("7", 2)
 
 
+def test_centering_removes_a_language_offset_that_cosine_cannot_see_past():
+    torch.manual_seed(0)
+    content = torch.randn(40, 16)
+    lang_x, lang_y = torch.zeros(16), torch.zeros(16)
+    lang_x[0], lang_y[1] = 50.0, 50.0  # each language's shared direction, far larger than the content
+    x, y = content + lang_x, content + lang_y + 0.01 * torch.randn(40, 16)
+    assert accuracy(x, y) < 20.0  # raw cosine ranks by the query-independent x·lang_y term: a hub
+    assert accuracy(center(x), center(y)) == 100.0
+    assert torch.allclose(center(x).mean(0), torch.zeros(16), atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return pretrained_model_dir(tmp_path_factory.mktemp("retrieval"))
@@ -106,6 +118,12 @@ def test_eval_retrieval_command_on_aligned_files(model_dir, tmp_path):
 
     with pytest.raises(ValueError, match=r"--report-layer 7 is not among the evaluated layers \[0, 1, 2\]"):
         xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out), "--cpu"])
+    # --center: a copy is still found (both sides lose the same mean) and the choice is recorded.
+    assert xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir",
+                 str(tmp_path / "centered"), "--report-layer", "2", "--languages", "yy", "--center", "--cpu"]) == 0
+    centered = json.loads((tmp_path / "centered" / "retrieval.json").read_text())
+    assert centered["centered"] is True and report["centered"] is False
+    assert centered["accuracy"]["cosine"]["yy"]["to_pivot"] == [0.0] * 3  # reversed lines stay misaligned
     (data / "zz.txt").write_text("one line\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"zz.txt has 1 lines but en.txt has 10; aligned files must match"):
         xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out),

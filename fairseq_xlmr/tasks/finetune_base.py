@@ -61,6 +61,10 @@ class XlmrFinetuneConfig(FairseqDataclass):
     freeze_embeddings: bool = field(default=False, metadata={"help":
         "keep the token and position embeddings fixed while fine-tuning: training on one language then cannot "
         "move its pieces away from those of the languages tested zero-shot"})
+    freeze_layers: int = field(default=0, metadata={"help":
+        "also keep the embeddings and the first N Transformer layers fixed (Wu & Dredze, 2019 froze mBERT's "
+        "lower layers for zero-shot transfer); N = the number of layers freezes the whole encoder, so only the "
+        "head learns, on frozen features (a probe)"})
     # Shared with the rest of the run (no help: fairseq sets them from the checkpoint options).
     seed: int = II("common.seed")
     finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
@@ -256,13 +260,26 @@ class XlmrFinetuneTask(FairseqTask):
                                  f"has {positions}; pass --max-positions {positions} (the position table cannot "
                                  "be resized when loading).")
         self.add_head(model)
-        if self.cfg.freeze_embeddings:
-            encoder = model.encoder.sentence_encoder
-            # fairseq's trainer optimises only parameters that require a gradient.
-            for module in (encoder.embed_tokens, encoder.embed_positions):
-                if module is not None:
-                    module.requires_grad_(False)
+        self.freeze(model.encoder.sentence_encoder)
         return model
+
+    def freeze(self, encoder) -> None:
+        """--freeze-embeddings / --freeze-layers; fairseq's trainer optimises only parameters that require a
+        gradient."""
+        layers, frozen = len(encoder.layers), self.cfg.freeze_layers
+        if not 0 <= frozen <= layers:
+            raise ValueError(f"`--freeze-layers` must be in [0, {layers}] (the model's encoder layers), got {frozen}; "
+                             f"{layers} freezes the whole encoder.")
+        modules = []
+        if self.cfg.freeze_embeddings or frozen > 0:
+            modules += [encoder.embed_tokens, encoder.embed_positions]
+        if frozen > 0:
+            modules += [getattr(encoder, "layernorm_embedding", None), *encoder.layers[:frozen]]
+        if frozen == layers:
+            modules.append(getattr(encoder, "layer_norm", None))  # the final LayerNorm of pre-LN models
+        for module in modules:
+            if module is not None:
+                module.requires_grad_(False)
 
     def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
                            ignore_invalid_inputs=False, required_batch_size_multiple=1, **kwargs):

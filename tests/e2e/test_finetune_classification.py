@@ -185,3 +185,27 @@ def test_freeze_embeddings_keeps_the_pretrained_tables_and_trains_the_rest(model
         assert torch.equal(before[prefix + name], after[prefix + name]), name
     layer = prefix + "layers.0.fc1.weight"
     assert not torch.allclose(before[layer], after[layer])  # the layers did train
+
+
+def test_freeze_layers_trains_only_what_is_above_them(model_dir, tmp_path):
+    import torch
+
+    data = keyword_data(tmp_path / "data", train=64, dev=16)
+    before = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=False)["model"]
+    prefix = "encoder.sentence_encoder."
+    layers = 1 + max(int(k[len(prefix) + 7:].split(".")[0]) for k in before if k.startswith(prefix + "layers."))
+
+    def trained(frozen: int):
+        finetune("xlmr_sentence_classification", data, model_dir, tmp_path / f"ckpt{frozen}", "accuracy",
+                 "--text-b-column", "", "--max-length", "64", "--max-update", "4", "--freeze-layers", str(frozen))
+        after = torch.load(tmp_path / f"ckpt{frozen}" / "checkpoint_last.pt", map_location="cpu",
+                           weights_only=False)["model"]
+        return {k for k in before if k in after and not torch.equal(before[k], after[k])}
+
+    changed = trained(1)  # embeddings and layer 0 fixed, the layers above and the head trained
+    assert not any(k.startswith((prefix + "embed_", prefix + "layernorm_embedding", prefix + "layers.0."))
+                   for k in changed), changed
+    assert any(k.startswith(prefix + "layers.1.") for k in changed)
+    assert not any(k.startswith(prefix) for k in trained(layers))  # the whole encoder: a probe
+    with pytest.raises(ValueError, match=rf"`--freeze-layers` must be in \[0, {layers}\].*got {layers + 1}"):
+        trained(layers + 1)

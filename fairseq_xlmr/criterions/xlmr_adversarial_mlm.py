@@ -39,16 +39,6 @@ def mean_pool(states: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
     return (states * keep).sum(0) / keep.sum(0).clamp(min=1)
 
 
-def current_num_updates() -> int:
-    """Updates done so far in this run, as fairseq's trainer logs them.
-
-    fairseq passes the update number to the model (set_num_updates) but never to the criterion; the
-    trainer logs it to the always-active "default" meters at every update and on resume.
-    """
-    meter = metrics.get_meter("default", "num_updates")
-    return int(meter.val) if meter is not None and meter.val is not None else 0
-
-
 @register_criterion("xlmr_adversarial_mlm", dataclass=XlmrAdversarialMlmConfig)
 class XlmrAdversarialMlmCriterion(XlmrMlmCriterion):
     """`xlmr_mlm`'s loss + the discriminator's cross-entropy, reversed into the encoder with weight λ.
@@ -79,7 +69,7 @@ class XlmrAdversarialMlmCriterion(XlmrMlmCriterion):
                              f"states have size {states.size(-1)}; leave the field at its default (the model's).")
         tokens = sample["net_input"]["src_tokens"]
         pooled = mean_pool(states, tokens.eq(self.padding_idx))  # (batch, dim)
-        lam = self.schedule(current_num_updates())
+        lam = self.schedule(model.num_updates)  # set by fairseq's train_step before this forward
         lang_logits = self.discriminator(reverse_gradient(pooled, lam))  # (batch, languages)
         lang_id = sample["net_input"]["lang_id"]
         adv_sum = F.cross_entropy(lang_logits.float(), lang_id, reduction="sum")

@@ -92,11 +92,13 @@ class XlmrAlignmentCriterion(XlmrMlmCriterion):
         return any(self.weights[k](num_updates) != 0 for k in PARALLEL_OBJECTIVES)
 
     def forward(self, model, sample, reduce=True):
-        """sample: {"mlm": MLM batch, "para": pair batch (data/parallel.py), "num_updates"} in training,
-        a plain MLM batch in validation (MLM only). Returns (weighted loss, 1, logging output)."""
-        if "mlm" not in sample:
-            sample = {"mlm": sample, "num_updates": None}
-        updates = sample["num_updates"]
+        """sample: {"mlm": MLM batch, "para": pair batch (data/parallel.py)} in training, a plain MLM batch
+        in validation (MLM only). The weights follow `model.num_updates`, which fairseq's train_step sets
+        before this forward. Returns (weighted loss, 1, logging output)."""
+        if "mlm" in sample:
+            updates = model.num_updates
+        else:
+            sample, updates = {"mlm": sample}, None
         weights = {k: (self.weights[k](updates) if updates is not None else float(k == "mlm")) for k in OBJECTIVES}
         losses: Dict[str, torch.Tensor] = {}
         log = {"sample_size": 1, "ntokens": sample["mlm"]["ntokens"], "nsentences": sample["mlm"]["nsentences"]}

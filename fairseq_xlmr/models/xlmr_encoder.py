@@ -304,6 +304,14 @@ class XlmrEncoderModel(RobertaModel):
     def __init__(self, args, encoder):
         super().__init__(args, encoder)
         self.token_heads = nn.ModuleDict()
+        self.num_updates = 0
+
+    def set_num_updates(self, num_updates):
+        """fairseq's task calls this before every training forward, and the trainer on resume; criteria with
+        a schedule (alignment weights, adversarial λ) read `model.num_updates`, since fairseq never passes
+        the update number to a criterion."""
+        super().set_num_updates(num_updates)
+        self.num_updates = num_updates
 
     @classmethod
     def add_args(cls, parser):

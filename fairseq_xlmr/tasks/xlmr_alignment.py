@@ -51,7 +51,7 @@ class XlmrAlignmentTask(XlmrMlmTask):
 
     Each training step gets the usual MLM batch from fairseq's iterator and, when the criterion has
     any parallel objective, one batch of pairs from this task's own iterator over `para_data`
-    (sharded by worker); the criterion receives {"mlm", "para", "num_updates"}.
+    (sharded by worker); the criterion receives {"mlm", "para"} and reads the update number from the model.
     """
 
     cfg: XlmrAlignmentConfig
@@ -182,7 +182,7 @@ class XlmrAlignmentTask(XlmrMlmTask):
         inner = criterion
         while hasattr(inner, "module"):  # the criterion has parameters: fairseq wraps it for DDP
             inner = inner.module
-        combined = {"mlm": sample, "num_updates": update_num}
+        combined = {"mlm": sample}
         if self._first_step:  # a run that starts at update U > 0 resumes an earlier one
             self._first_step = False
             if update_num > 0 and self.para_train is not None:

@@ -9,7 +9,11 @@
 - hf:    XLMRobertaForMaskedLM (sdpa attention) + torch.optim.AdamW in a plain loop over the batches
          of the same task (bf16 autocast on CUDA)
 Tokens/s is the median over logging windows after warm-up; tokens are the non-padding input tokens.
-Each run is a fresh process, so peak memory (VmHWM on CPU, max allocated on CUDA) is its own.
+The stacks run in interleaved rounds (ours, stock, hf, ours, stock, hf, ...; `--rounds`, default 2), and each
+stack's median is over the windows of all its rounds, so a load change during the benchmark shifts every
+stack alike instead of biasing the ratio.
+Each run is a fresh process, so peak memory (VmHWM on CPU, max allocated on CUDA) is its own (the largest
+over rounds).
 MFU = FLOPs per token (`flops_per_token`) x tokens/s / the measured dense matmul peak of the same device
 in the same precision.
 """
@@ -185,8 +189,21 @@ def dense_peak_flops(device, dtype_name):
 DEFAULT_KINDS = {"cpu": ("ours", "stock", "hf"), "cuda": ("ours", "ours+compile", "stock", "hf")}
 
 
-def run(data_bin, work_dir, device="cpu", updates=None, window=None, kinds=None):
+def _run_kind(kind, data, shape, updates, window, device, threads):
+    """One fresh process of one stack: {"wps": [tokens/s per window], "peak_mem_mb"}."""
+    if kind == "hf":
+        spec = {**shape, "device": device, "updates": updates, "window": window}
+        return _run_child(_HF_CHILD, [json.dumps(spec), *fairseq_argv("ours", data, shape, updates, window, device)],
+                          threads)
+    extra = ["--compile-layers"] if kind == "ours+compile" else []
+    return _run_child(_FAIRSEQ_CHILD, fairseq_argv(kind.split("+")[0], data, shape, updates, window, device,
+                                                   extra_ours=extra), threads)
+
+
+def run(data_bin, work_dir, device="cpu", updates=None, window=None, kinds=None, rounds=2):
     kinds = kinds or DEFAULT_KINDS[device]
+    if rounds < 1:
+        raise ValueError(f"--rounds must be at least 1, got {rounds}.")
     shape = SHAPES[device]
     updates = updates or (60 if device == "cpu" else 300)
     window = window or (10 if device == "cpu" else 25)
@@ -196,22 +213,21 @@ def run(data_bin, work_dir, device="cpu", updates=None, window=None, kinds=None)
     peak = dense_peak_flops(device, precision)
     flops = flops_per_token(shape, vocab)
     results = {"device": device, "shape": shape, "vocab": vocab, "updates": updates, "precision": precision,
-               "flops_per_token": flops, "peak_flops": peak, "runs": {}}
+               "flops_per_token": flops, "peak_flops": peak, "rounds": rounds, "runs": {}}
+    steady, windows, peak_mem = ({kind: [] for kind in kinds} for _ in range(3))
+    for round_ in range(rounds):
+        for kind in kinds:
+            raw = _run_kind(kind, data, shape, updates, window, device, threads)
+            steady[kind] += raw["wps"][2:] or raw["wps"]  # the first windows include warm-up and compilation
+            windows[kind].append(raw["wps"])
+            peak_mem[kind].append(raw["peak_mem_mb"])
+            print(f"  {device} {kind:12s} round {round_ + 1}/{rounds}: {median(raw['wps'][2:] or raw['wps']):,.0f} "
+                  f"tokens/s", flush=True)
     for kind in kinds:
-        if kind == "hf":
-            spec = {**shape, "device": device, "updates": updates, "window": window}
-            argv = [json.dumps(spec), *fairseq_argv("ours", data, shape, updates, window, device)]
-            raw = _run_child(_HF_CHILD, argv, threads)
-        elif kind == "ours+compile":
-            argv = fairseq_argv("ours", data, shape, updates, window, device, extra_ours=["--compile-layers"])
-            raw = _run_child(_FAIRSEQ_CHILD, argv, threads)
-        else:
-            raw = _run_child(_FAIRSEQ_CHILD, fairseq_argv(kind, data, shape, updates, window, device), threads)
-        steady = raw["wps"][2:] or raw["wps"]  # the first windows include warm-up and compilation
-        tokens_per_s = median(steady)
-        results["runs"][kind] = {"tokens_per_s": tokens_per_s, "peak_mem_mb": raw["peak_mem_mb"],
-                                 "windows": raw["wps"], "mfu": flops * tokens_per_s / peak}
-        print(f"  {device} {kind:12s}: {tokens_per_s:,.0f} tokens/s, peak {raw['peak_mem_mb']:,.0f} MB, "
+        tokens_per_s = median(steady[kind])
+        results["runs"][kind] = {"tokens_per_s": tokens_per_s, "peak_mem_mb": max(peak_mem[kind]),
+                                 "windows": windows[kind], "mfu": flops * tokens_per_s / peak}
+        print(f"  {device} {kind:12s}: {tokens_per_s:,.0f} tokens/s, peak {max(peak_mem[kind]):,.0f} MB, "
               f"MFU {100 * flops * tokens_per_s / peak:.1f}%", flush=True)
     runs = results["runs"]
     for ours in ("ours", "ours+compile"):
@@ -228,10 +244,12 @@ def main(argv=None):
     parser.add_argument("--updates", type=int, default=None)
     parser.add_argument("--kinds", default=None, help="comma-separated subset of ours,ours+compile,stock,hf "
                         "(default: ours,stock,hf on CPU; all four on CUDA)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of all stacks (medians pool them)")
     parser.add_argument("--work-dir", default="bench/out/throughput")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
-    results = run(args.data_bin, args.work_dir, args.device, args.updates, kinds=args.kinds.split(",") if args.kinds else None)
+    results = run(args.data_bin, args.work_dir, args.device, args.updates,
+                  kinds=args.kinds.split(",") if args.kinds else None, rounds=args.rounds)
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -29,6 +29,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from fairseq_xlmr.analysis.cka import center_columns
+
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "cls")
@@ -272,16 +274,11 @@ def accuracy(x: torch.Tensor, y: torch.Tensor, scoring: str = "cosine", k: int =
     return 100.0 * int((predicted == torch.arange(len(x))).sum()) / len(x)
 
 
-def center(x: torch.Tensor) -> torch.Tensor:
-    """x `(n, dim)` minus its mean row: one language's embeddings without their shared component."""
-    return x - x.mean(0, keepdim=True)
-
-
 def evaluate_pairs(hub, pairs: Pairs, layers: Sequence[int], pooling: str = "mean",
                    k: int = 4, batch_size: int = 32, backend: str = "auto", centered: bool = False) -> Dict:
     """Accuracy per scoring, language, direction and layer:
     {"layers", "pooling", "margin_k", "centered", "sizes": {lang: n}, "accuracy": {scoring: {lang: {"to_pivot":
-    [per layer], "from_pivot": [...]}}}}. `centered`: each side minus its own mean embedding (see `center`)."""
+    [per layer], "from_pivot": [...]}}}}. `centered`: each side minus its own mean embedding (`center_columns`)."""
     results = {"layers": list(layers), "pooling": pooling, "margin_k": k, "centered": centered, "sizes": {},
                "accuracy": {scoring: {} for scoring in SCORINGS}}
     for lang, (xs, ys) in pairs.items():
@@ -291,7 +288,8 @@ def evaluate_pairs(hub, pairs: Pairs, layers: Sequence[int], pooling: str = "mea
         ex = embed_sentences(hub, xs, layers, pooling, batch_size)
         ey = embed_sentences(hub, ys, layers, pooling, batch_size)
         if centered:
-            ex, ey = ({layer: center(e[layer]) for layer in layers} for e in (ex, ey))
+            ex = {layer: center_columns(states) for layer, states in ex.items()}
+            ey = {layer: center_columns(states) for layer, states in ey.items()}
         results["sizes"][lang] = len(xs)
         for scoring in SCORINGS:
             results["accuracy"][scoring][lang] = {

@@ -8,9 +8,9 @@ import torch
 
 from fairseq_xlmr.cli import main as xlmr
 from fairseq_xlmr.evaluation import retrieval
+from fairseq_xlmr.analysis.cka import center_columns as center
 from fairseq_xlmr.evaluation.retrieval import (
     accuracy,
-    center,
     knn,
     normalize,
     parse_layers,

@@ -54,6 +54,11 @@ data=$OUT/data
 runs=$OUT/runs
 logs=$OUT/logs
 mkdir -p "$logs"
+# Load the model once before any long work: a broken model dir fails here, with the reason.
+layers=$("$BIN/python" -c "import sys; from fairseq_xlmr.hub import from_pretrained
+print(len(from_pretrained(sys.argv[1]).model.encoder.sentence_encoder.layers))" "$MODEL_DIR" 2> "$logs/load.log") \
+  || { tail -5 "$logs/load.log" >&2; echo "cannot load the model dir $MODEL_DIR (above); pass a model dir that" \
+       "hub.from_pretrained reads (model.pt + dict.txt + sentencepiece.bpe.model of one model)" >&2; exit 2; }
 if [[ ! -f $data/summary.json ]]; then
   log "fetching the evaluation data into $data"
   "$BIN/xlmr" fetch-eval-data --out-dir "$data"
@@ -64,8 +69,6 @@ if [[ ! -f ${models[random]}/model.pt ]]; then
   "$BIN/xlmr" random-init "$MODEL_DIR" "${models[random]}" --seed 1
 fi
 
-layers=$("$BIN/python" -c "import sys; from fairseq_xlmr.hub import from_pretrained
-print(len(from_pretrained(sys.argv[1]).model.encoder.sentence_encoder.layers))" "$MODEL_DIR" 2>/dev/null)
 declare -A protocol_args=([finetune]="" [frozen]="--freeze-layers $layers")
 declare -A protocol_suffix=([finetune]="" [frozen]="_frozen")
 for protocol in $PROTOCOLS; do

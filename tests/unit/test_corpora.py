@@ -271,6 +271,11 @@ def test_fetch_corpora_end_to_end_from_cache(fake_registry, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"`--languages` has xx"):
         _run_cli(fake_registry, tmp_path / "bad", "--languages", "de,xx")
 
+    # UDHR aligns among the languages written: without ja the preamble stays two lines (8, not 7).
+    assert _run_cli(fake_registry, tmp_path / "enx", "--languages", "en,de", "--sources", "udhr") == 0
+    assert (tmp_path / "enx/udhr/en.txt").read_text("utf-8").splitlines()[:3] == ["pre a", "pre b", "en one"]
+    assert len((tmp_path / "enx/udhr/de.txt").read_text("utf-8").splitlines()) == 8
+
 
 def test_wrong_cached_hash_refetches_and_fresh_mismatch_is_an_error(fake_registry, monkeypatch, capsys):
     pkg = corpora.PINNED[1]

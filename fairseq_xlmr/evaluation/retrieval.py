@@ -11,6 +11,11 @@ reported per language, per layer and in both directions, for two scorings:
   score(x, y) = cos(x, y) / (Σ_{z∈NN_k(x)} cos(x, z) / 2k + Σ_{z∈NN_k(y)} cos(y, z) / 2k), k = 4, where
   NN_k(x) are x's k nearest neighbours on the other side; as in LASER, the candidates for x are NN_k(x).
 
+`--pooling lexical` needs no model: a sentence is the binary bag of its SentencePiece pieces (only
+`sentencepiece.bpe.model` is read from --model-dir), so cosine is the share of pieces two sentences
+have in common (Ochiai). It is the floor a learned representation should clear: on closely related
+languages shared spellings (names, numbers, cognates) alone retrieve many translations. Reported as layer 0.
+
 `--center` subtracts each language's mean embedding (per layer) before scoring, which removes the
 language-identity component of the states (Libovický et al., 2020, "On the Language Neutrality of
 Pre-trained Multilingual Representations"); it uses only the evaluated sentences, no labels.
@@ -25,7 +30,7 @@ Output: retrieval.json (everything), retrieval.png (accuracy per layer per langu
 import json
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -33,7 +38,7 @@ from fairseq_xlmr.analysis.cka import center_columns
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "lexical")
 SCORINGS = ("cosine", "margin")
 BACKENDS = ("auto", "torch", "faiss")
 FAISS_MIN_PAIRS = 10_000 * 10_000  # queries x keys above which "auto" uses faiss (when importable)
@@ -49,7 +54,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--languages", default=None,
                         help="comma-separated languages paired with the pivot (default: every one found)")
     parser.add_argument("--pivot", default="en", help="the language every other is matched with (aligned format)")
-    parser.add_argument("--pooling", choices=POOLINGS, default="mean", help="mean over tokens, or the <s> state")
+    parser.add_argument("--pooling", choices=POOLINGS, default="mean",
+                        help="mean over tokens, the <s> state, or lexical: no model, the bag of SentencePiece "
+                             "pieces (a shared-spelling baseline; layer 0 only)")
     parser.add_argument("--layers", default="all",
                         help="comma-separated layers (0 = embeddings, L = last) or 'all' (one forward pass)")
     parser.add_argument("--report-layer", type=int, default=7,
@@ -80,16 +87,22 @@ def main(args) -> int:
         pairs = read_tatoeba(args.data_dir, requested)
     if args.max_sentences > 0:
         pairs = {lang: (xs[:args.max_sentences], ys[:args.max_sentences]) for lang, (xs, ys) in pairs.items()}
-    hub = XlmrHubInterface.from_pretrained(args.model_dir, args.checkpoint_file)
-    if torch.cuda.is_available() and not args.cpu:
-        hub.cuda()
-    num_layers = len(hub.model.encoder.sentence_encoder.layers)
-    layers = parse_layers(args.layers, num_layers)
-    if args.report_layer not in layers:
-        raise ValueError(f"--report-layer {args.report_layer} is not among the evaluated layers {layers}; the "
-                         f"model has layers 0..{num_layers}. Add it to --layers or pick one of them.")
-    results = evaluate_pairs(hub, pairs, layers, args.pooling, args.margin_k, args.batch_size, args.backend,
-                             args.center)
+    if args.pooling == "lexical":
+        if args.report_layer != 0:
+            raise ValueError(f"--pooling lexical has one layer, 0 (no model); got --report-layer "
+                             f"{args.report_layer}. Pass --report-layer 0.")
+        layers, embed = [0], lexical_embedder(Path(args.model_dir) / "sentencepiece.bpe.model")
+    else:
+        hub = XlmrHubInterface.from_pretrained(args.model_dir, args.checkpoint_file)
+        if torch.cuda.is_available() and not args.cpu:
+            hub.cuda()
+        num_layers = len(hub.model.encoder.sentence_encoder.layers)
+        layers = parse_layers(args.layers, num_layers)
+        if args.report_layer not in layers:
+            raise ValueError(f"--report-layer {args.report_layer} is not among the evaluated layers {layers}; the "
+                             f"model has layers 0..{num_layers}. Add it to --layers or pick one of them.")
+        embed = model_embedder(hub, layers, args.pooling, args.batch_size)
+    results = evaluate_pairs(embed, pairs, layers, args.pooling, args.margin_k, args.backend, args.center)
     results.update(pivot=args.pivot if args.format == "aligned" else "eng", format=args.format)
     write_outputs(Path(args.out_dir), results, args.name, args.seed, args.report_layer, args.scoring)
     at = results["layers"].index(args.report_layer)
@@ -205,6 +218,38 @@ def embed_sentences(hub, sentences: Sequence[str], layers: Sequence[int], poolin
     return {layer: torch.stack(vectors) if vectors else torch.empty(0) for layer, vectors in out.items()}
 
 
+Embedder = Callable[[Sequence[str], Sequence[str]], Tuple[Dict[int, torch.Tensor], Dict[int, torch.Tensor]]]
+
+
+def model_embedder(hub, layers: Sequence[int], pooling: str = "mean", batch_size: int = 32) -> Embedder:
+    """(xs, ys) -> their {layer: embeddings} from the model's states."""
+    return lambda xs, ys: (embed_sentences(hub, xs, layers, pooling, batch_size),
+                           embed_sentences(hub, ys, layers, pooling, batch_size))
+
+
+def lexical_embedder(spm_model: Path) -> Embedder:
+    """(xs, ys) -> {0: binary bags of SentencePiece pieces} over the pieces either side uses (no model)."""
+    import sentencepiece
+
+    if not spm_model.is_file():
+        raise FileNotFoundError(f"--pooling lexical reads {spm_model}; put the SentencePiece model of the "
+                                f"vocabulary to compare there (it sits beside model.pt in an XLM-R model dir).")
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+
+    def embed(xs, ys):
+        sides = [[set(processor.encode(sentence)) for sentence in side] for side in (xs, ys)]
+        column = {piece: i for i, piece in enumerate(sorted(set().union(*sides[0], *sides[1])))}
+        bags = []
+        for side in sides:
+            bag = torch.zeros(len(side), max(len(column), 1))
+            for row, pieces in enumerate(side):
+                bag[row, [column[piece] for piece in pieces]] = 1.0
+            bags.append({0: bag})
+        return bags[0], bags[1]
+
+    return embed
+
+
 # --------------------------------------------------------------------------- scoring
 
 
@@ -274,9 +319,9 @@ def accuracy(x: torch.Tensor, y: torch.Tensor, scoring: str = "cosine", k: int =
     return 100.0 * int((predicted == torch.arange(len(x))).sum()) / len(x)
 
 
-def evaluate_pairs(hub, pairs: Pairs, layers: Sequence[int], pooling: str = "mean",
-                   k: int = 4, batch_size: int = 32, backend: str = "auto", centered: bool = False) -> Dict:
-    """Accuracy per scoring, language, direction and layer:
+def evaluate_pairs(embed: Embedder, pairs: Pairs, layers: Sequence[int], pooling: str = "mean",
+                   k: int = 4, backend: str = "auto", centered: bool = False) -> Dict:
+    """Accuracy per scoring, language, direction and layer of `embed` (`model_embedder`, `lexical_embedder`):
     {"layers", "pooling", "margin_k", "centered", "sizes": {lang: n}, "accuracy": {scoring: {lang: {"to_pivot":
     [per layer], "from_pivot": [...]}}}}. `centered`: each side minus its own mean embedding (`center_columns`)."""
     results = {"layers": list(layers), "pooling": pooling, "margin_k": k, "centered": centered, "sizes": {},
@@ -285,8 +330,7 @@ def evaluate_pairs(hub, pairs: Pairs, layers: Sequence[int], pooling: str = "mea
         if not xs:
             logger.warning("%s: no sentence pairs left; skipped", lang)
             continue
-        ex = embed_sentences(hub, xs, layers, pooling, batch_size)
-        ey = embed_sentences(hub, ys, layers, pooling, batch_size)
+        ex, ey = embed(xs, ys)
         if centered:
             ex = {layer: center_columns(states) for layer, states in ex.items()}
             ey = {layer: center_columns(states) for layer, states in ey.items()}

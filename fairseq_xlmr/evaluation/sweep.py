@@ -378,7 +378,7 @@ class Sweep:
         return {lang: r["ppl"] for lang, r in results.items()}
 
     def retrieval(self, model_dir: Path, languages: Sequence[str]) -> Dict:
-        from fairseq_xlmr.evaluation.retrieval import evaluate_pairs, read_aligned
+        from fairseq_xlmr.evaluation.retrieval import evaluate_pairs, model_embedder, read_aligned
         from fairseq_xlmr.hub import XlmrHubInterface
 
         available = {p.stem for p in self.udhr_dir.glob("*.txt")}
@@ -389,7 +389,8 @@ class Sweep:
         if not 0 <= layer <= num_layers:
             raise ValueError(f"--retrieval-layer {layer}: the model has layers 0..{num_layers}.")
         layers = list(range(num_layers + 1))
-        results = evaluate_pairs(hub, read_aligned(self.udhr_dir, self.pivot, langs), layers, backend="torch")
+        results = evaluate_pairs(model_embedder(hub, layers), read_aligned(self.udhr_dir, self.pivot, langs), layers,
+                                 backend="torch")
         accuracy = {lang: [(a + b) / 2 for a, b in zip(acc["to_pivot"], acc["from_pivot"])]
                     for lang, acc in results["accuracy"]["cosine"].items()}
         return {"layers": layers, "layer": layer, "scoring": "cosine", "accuracy": accuracy}

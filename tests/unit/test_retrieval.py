@@ -128,3 +128,37 @@ def test_eval_retrieval_command_on_aligned_files(model_dir, tmp_path):
     with pytest.raises(ValueError, match=r"zz.txt has 1 lines but en.txt has 10; aligned files must match"):
         xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out),
               "--report-layer", "2"])
+
+
+def test_lexical_baseline_needs_only_the_sentencepiece_model(model_dir, tmp_path):
+    import shutil
+    import sentencepiece
+
+    spm_only = tmp_path / "spm_only"  # no model.pt: the baseline must not load one
+    spm_only.mkdir()
+    shutil.copy(model_dir / "sentencepiece.bpe.model", spm_only)
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_only / "sentencepiece.bpe.model"))
+    x, y = "the cat sat on the mat", "the dog sat on a log"
+    ex, ey = retrieval.lexical_embedder(spm_only / "sentencepiece.bpe.model")([x], [y])
+    px, py = set(processor.encode(x)), set(processor.encode(y))
+    ochiai = len(px & py) / (len(px) * len(py)) ** 0.5
+    assert 0 < ochiai < 1 and list(ex) == [0]
+    assert torch.nn.functional.cosine_similarity(ex[0], ey[0]).item() == pytest.approx(ochiai)
+
+    rng = random.Random(1)
+    lines = list(dict.fromkeys(make_sentence(rng, "en") for _ in range(30)))[:10]
+    data = tmp_path / "udhr"
+    data.mkdir()
+    (data / "en.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (data / "xx.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (data / "yy.txt").write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
+    out = tmp_path / "lexical"
+    assert xlmr(["eval-retrieval", "--model-dir", str(spm_only), "--data-dir", str(data), "--out-dir", str(out),
+                 "--pooling", "lexical", "--report-layer", "0", "--scoring", "margin"]) == 0
+    report = json.loads((out / "retrieval.json").read_text())
+    assert report["layers"] == [0] and report["pooling"] == "lexical"
+    assert report["accuracy"]["margin"]["xx"]["to_pivot"] == [100.0]  # a copy shares every piece
+    assert report["accuracy"]["margin"]["yy"]["to_pivot"] == [0.0]  # misaligned lines stay misaligned
+    with pytest.raises(ValueError, match=r"--pooling lexical has one layer, 0 .*got --report-layer 7"):
+        xlmr(["eval-retrieval", "--model-dir", str(spm_only), "--data-dir", str(data), "--out-dir", str(out),
+              "--pooling", "lexical"])

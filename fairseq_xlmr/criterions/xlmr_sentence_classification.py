@@ -6,12 +6,13 @@ import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from fairseq_xlmr.criterions.contrastive import pool_sequence
 from fairseq_xlmr.evaluation.metrics import add_language_counts, per_language, reduce_loss_and_language_metrics
 
 
 @dataclass
 class XlmrSentenceClassificationCriterionConfig(FairseqDataclass):
-    """No options: the head name and the labels live in the task."""
+    """No options: the head name, its pooling and the labels live in the task."""
 
 
 @register_criterion("xlmr_sentence_classification", dataclass=XlmrSentenceClassificationCriterionConfig)
@@ -27,11 +28,21 @@ class XlmrSentenceClassificationCriterion(FairseqCriterion):
             raise ValueError(f"criterion xlmr_sentence_classification needs --task xlmr_sentence_classification, "
                              f"got {type(task).__name__}.")
         self.head_name = task.cfg.classification_head_name
+        self.pooling = getattr(task.cfg, "pooling", "cls")  # checkpoints from before --pooling read <s>
+        self.pad = task.source_dictionary.pad()
         self.languages = task.languages
+
+    def sentence_logits(self, model, net_input):
+        """`(batch, num_labels)`: RoBERTa's head on `<s>`, or the same head on the mean of the non-pad states."""
+        if self.pooling == "cls":  # RoBERTa's head picks position 0 itself
+            return model(**net_input, features_only=True, classification_head_name=self.head_name)[0]
+        states, _ = model(**net_input, features_only=True)  # (batch, seq_len, dim)
+        pooled = pool_sequence(states, net_input["src_tokens"], self.pad, "mean")
+        return model.classification_heads[self.head_name](pooled.unsqueeze(1))  # the head reads position 0
 
     def forward(self, model, sample, reduce=True):
         """sample["target"], sample["language"]: (batch,). Returns (loss, batch size, logging output)."""
-        logits, _ = model(**sample["net_input"], features_only=True, classification_head_name=self.head_name)
+        logits = self.sentence_logits(model, sample["net_input"])
         targets = sample["target"]  # (batch,) positions in task.labels
         loss = F.cross_entropy(logits.float(), targets, reduction="sum")  # logits: (batch, num_labels)
         sample_size = targets.numel()

@@ -16,6 +16,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from fairseq_xlmr import checkpoint
 from fairseq_xlmr.interop import hf_mapping as mapping
 from fairseq_xlmr.interop.output_dir import atomic_output_dir, check_output_dir
 from fairseq_xlmr.preprocess.spm import DICT_FILENAME, SPM_FILENAME, check_spm_matches_dict
@@ -71,6 +72,16 @@ def head_plan(model, qa_heads=None):
     return plan
 
 
+def check_sentence_pooling(checkpoint_path) -> None:
+    """HF's sequence-classification head reads `<s>`: refuse a head trained on mean-pooled states
+    (`xlmr_sentence_classification --pooling mean`), whose HF twin would predict something else."""
+    task = (checkpoint.load(checkpoint_path).get("cfg") or {}).get("task") or {}
+    if task.get("pooling", "cls") != "cls":
+        raise ValueError(f"{checkpoint_path}: its sentence head was trained with task.pooling="
+                         f"{task.get('pooling')!r}, but HF's XLMRobertaForSequenceClassification reads the <s> "
+                         "state; export a model fine-tuned with --pooling cls.")
+
+
 def hf_tokenizer(spm_path, work_dir):
     """The HF XLM-R tokenizer of a SentencePiece model (fast; transformers converts the .model itself).
 
@@ -101,6 +112,8 @@ def export(ckpt_dir: Path, out_dir: Path, checkpoint_file="model.pt", qa_heads=N
     if unmapped:
         raise ValueError(f"weights {unmapped[:5]} have no HF counterpart (language embeddings are "
                          "XLM's, not XLM-R's); export a model trained without them.")
+    if model.classification_heads:
+        check_sentence_pooling(Path(ckpt_dir) / checkpoint_file)
     positions = state["encoder.sentence_encoder.embed_positions.weight"].shape[0]
     # Every config is built (and checked) before anything is written.
     plan = [(subdir, part, head, mapping.hf_config(model.args, family, dictionary, positions, num_labels))

@@ -1,6 +1,7 @@
 """Cross-lingual sentence(-pair) classification (XNLI, PAWS-X) as fine-tuned in XLM-R (Conneau et al., 2020).
 
-Pairs are encoded `<s> A </s></s> B </s>`; one classification head on `<s>`. Per-language dev
+Pairs are encoded `<s> A </s></s> B </s>`; one classification head on `<s>` (or, with `--pooling mean`, on
+the mean of the states, for probes of a frozen encoder). Per-language dev
 accuracy and its all-language average (`accuracy`, the paper's model-selection criterion) are logged.
 """
 
@@ -30,6 +31,7 @@ from fairseq_xlmr.tasks.finetune_base import XlmrFinetuneConfig, XlmrFinetuneTas
 logger = logging.getLogger(__name__)
 
 SENTENCE_FORMAT_CHOICES = ChoiceEnum(["xnli", "xnli_jsonl", "pawsx", "tsv", "jsonl"])
+POOLING_CHOICES = ChoiceEnum(["cls", "mean"])
 
 
 @dataclass
@@ -45,6 +47,10 @@ class XlmrSentenceClassificationConfig(XlmrFinetuneConfig):
         "language column of multi-language files (formats tsv, jsonl)"})
     classification_head_name: str = field(default="xlmr_sentence_classification", metadata={"help":
         "name of the classification head registered on the model"})
+    pooling: POOLING_CHOICES = field(default="cls", metadata={"help":
+        "what the head reads: cls (the <s> state, RoBERTa's and XLM-R's head) or mean (the mean of the non-pad "
+        "states, as sentence-embedding probes read them: an MLM-only encoder's <s> state is trained for nothing, "
+        "so a probe of a frozen encoder, --freeze-layers = all layers, should read mean)"})
 
 
 def truncate_longest_first(len_a: int, len_b: int, budget: int) -> Tuple[int, int]:

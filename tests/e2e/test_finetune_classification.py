@@ -209,3 +209,31 @@ def test_freeze_layers_trains_only_what_is_above_them(model_dir, tmp_path):
     assert not any(k.startswith(prefix) for k in trained(layers))  # the whole encoder: a probe
     with pytest.raises(ValueError, match=rf"`--freeze-layers` must be in \[0, {layers}\].*got {layers + 1}"):
         trained(layers + 1)
+
+
+def test_mean_pooling_head_reads_the_mean_of_real_tokens_and_survives_the_checkpoint(model_dir, tmp_path):
+    import torch
+    from fairseq import checkpoint_utils
+
+    from fairseq_xlmr.criterions.contrastive import pool_sequence
+
+    data = keyword_data(tmp_path / "data", train=64, dev=16)
+    finetune("xlmr_sentence_classification", data, model_dir, tmp_path / "ckpt", "accuracy", "--text-b-column", "",
+             "--max-length", "64", "--max-update", "4", "--freeze-layers", "2", "--pooling", "mean")
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(tmp_path / "ckpt" / "checkpoint_last.pt")])
+    assert cfg.task.pooling == "mean"  # finetune-eval rebuilds the criterion from the checkpoint's task
+    model, criterion = models[0].eval(), task.build_criterion(cfg.criterion)
+    pad = task.source_dictionary.pad()
+    short, long = torch.tensor([0, 10, 11, 2]), torch.tensor([0, 10, 11, 12, 13, 14, 2])
+    batch = torch.full((2, len(long)), pad)
+    batch[0, :len(short)], batch[1] = short, long
+    with torch.no_grad():
+        logits = criterion.sentence_logits(model, {"src_tokens": batch})
+        alone = criterion.sentence_logits(model, {"src_tokens": short[None]})
+        states, _ = model(short[None], features_only=True)
+        head = model.classification_heads[task.cfg.classification_head_name]
+        by_hand = head(pool_sequence(states, short[None], pad, "mean")[:, None])
+        cls_logits, _ = model(short[None], features_only=True, classification_head_name=task.cfg.classification_head_name)
+    assert torch.allclose(logits[:1], alone, atol=1e-5)  # padding does not enter the mean
+    assert torch.allclose(alone, by_hand, atol=1e-6)
+    assert not torch.allclose(alone, cls_logits, atol=1e-3)  # and it is not the <s> head

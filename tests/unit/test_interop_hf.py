@@ -190,6 +190,19 @@ def test_bad_inputs_are_refused_before_anything_is_written(exported, tmp_path):
 
 
 @pytest.mark.parametrize("exported", [hf_mapping.POST_LN], indirect=True)
+def test_a_mean_pooled_sentence_head_is_refused(exported, tmp_path):
+    mean = tmp_path / "mean"
+    mean.mkdir()
+    for path in exported.ours.iterdir():
+        (mean / path.name).write_bytes(path.read_bytes())
+    state = torch.load(mean / "model.pt", weights_only=False)
+    torch.save(dict(state, cfg=dict(state["cfg"], task={"pooling": "mean"})), mean / "model.pt")
+    with pytest.raises(ValueError, match=r"task.pooling='mean'.*reads the <s> state"):
+        hf_export.export(mean, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize("exported", [hf_mapping.POST_LN], indirect=True)
 def test_a_failure_while_writing_leaves_the_old_output_in_place(exported, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()

@@ -11,7 +11,9 @@
 # Two protocols, both models alike (same seeds, data and hyperparameters):
 #   finetune  every weight trains (XTREME's recipe, with a tiny model's learning rate);
 #   frozen    the encoder is fixed (--freeze-layers = all layers) and only the head learns: does the
-#             encoder itself hold structure that transfers (a probe)?
+#             encoder itself hold structure that transfers (a probe)? The sentiment head reads the mean of
+#             the states (--pooling mean): a frozen MLM encoder's <s> state is trained for nothing, and a
+#             frozen random one's <s> left the head a constant predictor (50 %).
 # `xlmr report` then writes the tables: rows <task>/<model> (finetune) and <task>/<model>_frozen.
 #
 # Usage:    scripts/eval_demo_transfer.sh [MODEL_DIR] [extra fairseq-train args]
@@ -79,6 +81,7 @@ fi
 
 declare -A protocol_args=([finetune]="" [frozen]="--freeze-layers $layers")
 declare -A protocol_suffix=([finetune]="" [frozen]="_frozen")
+declare -A sentiment_args=([finetune]="" [frozen]="--pooling mean")
 for protocol in $PROTOCOLS; do
   [[ -v "protocol_args[$protocol]" ]] || { echo "PROTOCOLS names $protocol; known: finetune frozen" >&2; exit 2; }
 done
@@ -96,15 +99,17 @@ finetune_sentiment() {  # the shared fine-tuning recipe of scripts/finetune_*.sh
 finetune_model() {  # seed protocol name: POS, then sentiment, for one model (logs under $logs)
   local seed=$1 protocol=$2 name=$3 model=${models[$3]}/model.pt
   local run=$name${protocol_suffix[$2]}
-  local args=("${common[@]}")
+  local args=("${common[@]}") more sentiment
   read -r -a more <<< "${protocol_args[$protocol]}"
-  args+=("${more[@]}" "${extra[@]}")
+  read -r -a sentiment <<< "${sentiment_args[$protocol]}"
+  args+=("${more[@]}")
   log "seed $seed, $run: POS (train en, test de es it nl tr)"
   MODEL=$model ARCH=xlmr_debug DATA=$data/pos SEEDS=$seed SAVE_DIR=$runs/pos/$run \
-    bash "$REPO/scripts/finetune_pos.sh" "${args[@]}" >> "$logs/pos.$run.seed$seed.log" 2>&1 \
+    bash "$REPO/scripts/finetune_pos.sh" "${args[@]}" "${extra[@]}" >> "$logs/pos.$run.seed$seed.log" 2>&1 \
     || { tail -30 "$logs/pos.$run.seed$seed.log" >&2; return 1; }
   log "seed $seed, $run: sentiment (train en, test de fr nl)"
-  (MODEL=$model ARCH=xlmr_debug SEEDS=$seed SAVE_DIR=$runs/sentiment/$run finetune_sentiment "${args[@]}") \
+  (MODEL=$model ARCH=xlmr_debug SEEDS=$seed SAVE_DIR=$runs/sentiment/$run \
+    finetune_sentiment "${args[@]}" "${sentiment[@]}" "${extra[@]}") \
     >> "$logs/sentiment.$run.seed$seed.log" 2>&1 || { tail -30 "$logs/sentiment.$run.seed$seed.log" >&2; return 1; }
   [[ $KEEP_CHECKPOINTS == 1 ]] || rm -f "$runs"/{pos,sentiment}/"$run"/seed"$seed"/checkpoint*.pt
 }

@@ -10,7 +10,8 @@
 #          ru (another script). A 4x128 model spread over 16 languages did not transfer (curse of
 #          multilinguality, XLM-R §5); DEMO_LANGS takes any languages `xlmr fetch-corpora` knows.
 # Expected: about 27 minutes; every language's perplexity falls by a large factor (README shows a run).
-# Env:     DEMO_DIR (default demo/), DEMO_LANGS, DEMO_VOCAB, XLMR_CACHE (download cache).
+# Env:     DEMO_DIR (default demo/), DEMO_LANGS, DEMO_VOCAB, DEMO_SOURCES (fetch-corpora --sources, default
+#          fortunes,gettext,udhr; add wesnoth for the game's story text), XLMR_CACHE (download cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,8 @@ BIN=.venv/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 # 500 gettext pairs per language leave all training text: heldout/, in-domain retrieval (eval_demo_transfer.sh).
-corpus=("$BIN/xlmr" fetch-corpora --out-dir "$DEMO_DIR/corpus" --heldout-pairs 500)
+corpus=("$BIN/xlmr" fetch-corpora --out-dir "$DEMO_DIR/corpus" --heldout-pairs 500
+        --sources "${DEMO_SOURCES:-fortunes,gettext,udhr}")
 [[ -n "${XLMR_CACHE:-}" ]] && corpus+=(--cache-dir "$XLMR_CACHE")
 spm=("$BIN/xlmr" train-spm --corpus-dir "$DEMO_DIR/corpus/mono" --languages "$DEMO_LANGS"
      --vocab-size "$DEMO_VOCAB" --sample-sentences 100000 --num-threads 2 --out-dir "$DEMO_DIR/spm")

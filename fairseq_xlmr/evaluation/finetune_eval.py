@@ -3,6 +3,13 @@
 Works for checkpoints of `xlmr_sentence_classification` and `xlmr_token_classification`. The task
 is rebuilt from the checkpoint (labels from its task state, so the training files are not needed);
 `--data` (or other task options, `--override key=value`) re-point it when the files moved.
+
+`--center` (sentence classification): before the head, every language's sentence vectors are shifted
+so that their mean over the evaluated split equals the mean over the training split (the head's
+languages), removing the language-identity offset (Libovický et al., 2020) that otherwise can make
+an English-trained head give one label to nearly every sentence of another language. It reads the
+unlabelled test sentences (transductive) and the training files; the training language moves only by
+the difference between its train and test means.
 """
 
 import logging
@@ -21,6 +28,9 @@ def add_arguments(parser) -> None:
                         help="task option to change, e.g. eval_languages=de,fr (repeatable)")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
     parser.add_argument("--cpu", action="store_true", help="evaluate on CPU even when a GPU is there")
+    parser.add_argument("--center", action="store_true",
+                        help="sentence classification: move each language's mean sentence vector onto the training "
+                             "split's before the head (needs the training files)")
 
 
 def main(args) -> int:
@@ -28,7 +38,7 @@ def main(args) -> int:
     if args.data:
         overrides["data"] = args.data
     path = evaluate_and_write(args.checkpoint, args.name, out=args.out, overrides=overrides,
-                              batch_size=args.batch_size, cpu=args.cpu)
+                              batch_size=args.batch_size, cpu=args.cpu, center=args.center)
     print(path.read_text(encoding="utf-8"))
     return 0
 
@@ -43,15 +53,48 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, str]:
     return overrides
 
 
+def _batches(task, model, split: str, batch_size: int, seed: int, use_cuda: bool):
+    """Every example of the loaded `split`, in order, none dropped."""
+    from fairseq import utils
+
+    batches = task.get_batch_iterator(
+        dataset=task.dataset(split), max_sentences=batch_size,
+        max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
+        seed=seed, num_workers=0,
+    ).next_epoch_itr(shuffle=False)
+    for sample in batches:
+        yield utils.move_to_cuda(sample) if use_cuda else sample
+
+
+def language_means(task, model, criterion, split: str, batch_size: int, seed: int, use_cuda: bool):
+    """Mean sentence vector (what the head reads) per language of the loaded `split`.
+
+    Returns ((num_languages, dim) means, (num_languages,) counts); a language without examples has a zero row.
+    """
+    import torch
+
+    sums, counts = None, torch.zeros(len(criterion.languages))
+    with torch.no_grad():
+        for sample in _batches(task, model, split, batch_size, seed, use_cuda):
+            vectors = criterion.sentence_vectors(model, sample["net_input"]).float().cpu()
+            language = sample["language"].cpu()
+            if sums is None:
+                sums = torch.zeros(len(criterion.languages), vectors.size(1))
+            sums.index_add_(0, language, vectors)
+            counts.index_add_(0, language, torch.ones(len(language)))
+    return sums / counts.clamp(min=1).unsqueeze(1), counts
+
+
 def evaluate_checkpoint(checkpoint, splits: Sequence[str] = ("valid", "test"), overrides: Optional[Dict] = None,
-                        batch_size: int = 32, cpu: bool = False) -> Dict:
+                        batch_size: int = 32, cpu: bool = False, center: bool = False) -> Dict:
     """Evaluate `checkpoint` on `splits` (a split without files configured is skipped).
 
+    `center`: sentence classification only; see the module docstring.
     Returns {"metric", "eval_languages", "train_languages", "seed", "splits": {split: {"per_language",
     "average", "loss"}}}, metric values in percent.
     """
     import torch
-    from fairseq import checkpoint_utils, utils
+    from fairseq import checkpoint_utils
     from fairseq.logging import metrics
 
     import fairseq_xlmr  # noqa: F401  (registers the tasks and criteria)
@@ -66,23 +109,29 @@ def evaluate_checkpoint(checkpoint, splits: Sequence[str] = ("valid", "test"), o
     if use_cuda:
         model.cuda()
     criterion = task.build_criterion(cfg.criterion)
+    if center and not hasattr(criterion, "center_shift"):
+        raise ValueError(f"--center moves sentence vectors, but {checkpoint} is a {cfg.task._name} checkpoint; "
+                         "drop --center (it applies to xlmr_sentence_classification).")
     metric = task.metric_name(task.cfg)
     result = {"metric": metric, "eval_languages": task.eval_languages, "train_languages": task.train_languages,
               "seed": cfg.common.seed, "splits": {}}
+    seed = cfg.common.seed
+    if center:  # the training split's mean sentence vector: the head was fitted around it
+        task.load_dataset("train")  # first: a missing training file stops here
+        means, counts = language_means(task, model, criterion, "train", batch_size, seed, use_cuda)
+        reference = (means * counts.unsqueeze(1)).sum(0) / counts.sum()
     for split in splits:
         if not getattr(task.cfg, SPLIT_FIELDS[split]):
             logger.info("no %s files configured; skipping %s", split, split)
             continue
         task.load_dataset(split)
-        batches = task.get_batch_iterator(
-            dataset=task.dataset(split), max_sentences=batch_size,
-            max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
-            seed=cfg.common.seed, num_workers=0,
-        ).next_epoch_itr(shuffle=False)
+        if center:
+            criterion.center_shift = None  # the vectors as the model makes them
+            means, counts = language_means(task, model, criterion, split, batch_size, seed, use_cuda)
+            criterion.center_shift = (reference - means) * (counts > 0).unsqueeze(1)  # absent languages: none
         logging_outputs = []
         with torch.no_grad():
-            for sample in batches:
-                sample = utils.move_to_cuda(sample) if use_cuda else sample
+            for sample in _batches(task, model, split, batch_size, seed, use_cuda):
                 logging_outputs.append(task.valid_step(sample, model, criterion)[2])
         with metrics.aggregate(new_root=True) as aggregator:
             task.reduce_metrics(logging_outputs, criterion)
@@ -96,15 +145,17 @@ def evaluate_checkpoint(checkpoint, splits: Sequence[str] = ("valid", "test"), o
 
 
 def evaluate_and_write(checkpoint, name: str, out=None, overrides: Optional[Dict] = None, batch_size: int = 32,
-                       cpu: bool = False) -> Path:
+                       cpu: bool = False, center: bool = False) -> Path:
     """Evaluate on dev and test and write results.json: test results (dev if there is no test split)."""
     from fairseq_xlmr.evaluation.results import write_results
 
     checkpoint = Path(checkpoint)
-    evaluation = evaluate_checkpoint(checkpoint, overrides=overrides, batch_size=batch_size, cpu=cpu)
+    evaluation = evaluate_checkpoint(checkpoint, overrides=overrides, batch_size=batch_size, cpu=cpu, center=center)
     splits = evaluation["splits"]
     split = "test" if "test" in splits else "valid"
     extra = {"train_languages": evaluation["train_languages"], "checkpoint": checkpoint.name}
+    if center:
+        extra["centred"] = True
     if split == "test" and "valid" in splits:
         extra["dev"] = {key: splits["valid"][key] for key in ("per_language", "average")}
     return write_results(Path(out) if out else checkpoint.parent, name, evaluation["seed"], evaluation["metric"],

@@ -237,3 +237,53 @@ def test_mean_pooling_head_reads_the_mean_of_real_tokens_and_survives_the_checkp
     assert torch.allclose(logits[:1], alone, atol=1e-5)  # padding does not enter the mean
     assert torch.allclose(alone, by_hand, atol=1e-6)
     assert not torch.allclose(alone, cls_logits, atol=1e-3)  # and it is not the <s> head
+
+
+def test_center_moves_each_language_mean_onto_the_training_mean_before_the_head(model_dir, tmp_path):
+    import torch
+    from fairseq import checkpoint_utils
+
+    data = keyword_data(tmp_path / "data", train=64, dev=16)
+    finetune("xlmr_sentence_classification", data, model_dir, tmp_path / "ckpt", "accuracy", "--text-b-column", "",
+             "--max-length", "64", "--max-update", "4", "--freeze-layers", "2", "--pooling", "mean",
+             "--train-languages", "en", "--eval-languages", "all")
+    checkpoint = tmp_path / "ckpt" / "checkpoint_last.pt"
+    raw = read_results(evaluate_and_write(checkpoint, "keyword", out=tmp_path / "raw.json", cpu=True))
+    centred = read_results(evaluate_and_write(checkpoint, "keyword", out=tmp_path / "centred.json", cpu=True,
+                                              center=True))
+    assert centred["centred"] is True and "centred" not in raw
+
+    # By hand, one sentence at a time: head(v - mean of v over the language's test sentences + mean over train).
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)])
+    model, criterion = models[0].eval(), task.build_criterion(cfg.criterion)
+    head = model.classification_heads[task.cfg.classification_head_name]
+
+    def vectors(split):
+        task.load_dataset(split)
+        dataset = task.dataset(split)
+        items = [dataset[i] for i in range(len(dataset))]
+        with torch.no_grad():
+            v = torch.cat([criterion.sentence_vectors(model, {"src_tokens": item["net_input.src_tokens"][None]})
+                           for item in items])
+        return v, torch.tensor([item["target"] for item in items]), torch.tensor([item["language"] for item in items])
+
+    train_v, _, _ = vectors("train")
+    test_v, target, language = vectors("test")
+    moved_any = False
+    for i, lang in enumerate(task.languages):
+        rows = language.eq(i)
+        v = test_v[rows]
+        with torch.no_grad():
+            plain = head(v[:, None])
+            shifted = head((v - v.mean(0) + train_v.mean(0))[:, None])
+        moved_any |= not torch.allclose(plain, shifted, atol=1e-4)
+        for logits, results in ((plain, raw), (shifted, centred)):
+            accuracy = 100 * logits.argmax(-1).eq(target[rows]).float().mean().item()
+            assert results["per_language"][lang] == pytest.approx(accuracy, abs=0.01), (lang, results)
+    assert moved_any
+
+    # Centring needs the training files, and says so before writing anything.
+    (data / "en" / "train.tsv").unlink()
+    with pytest.raises(ValueError, match=r"train file missing: `task.train_file`"):
+        evaluate_and_write(checkpoint, "keyword", out=tmp_path / "none.json", cpu=True, center=True)
+    assert not (tmp_path / "none.json").exists()

@@ -14,6 +14,9 @@
 #             encoder itself hold structure that transfers (a probe)? The sentiment head reads the mean of
 #             the states (--pooling mean): a frozen MLM encoder's <s> state is trained for nothing, and a
 #             frozen random one's <s> left the head a constant predictor (50 %).
+# Sentiment is also scored centred (rows <model>_centred: xlmr finetune-eval --center moves each language's
+# mean sentence vector onto English's before the head): an English head otherwise gives one label to
+# nearly every review of another language, and accuracy then measures that offset, not the transfer.
 # `xlmr report` then writes the tables: rows <task>/<model> (finetune) and <task>/<model>_frozen.
 #
 # Usage:    scripts/eval_demo_transfer.sh [MODEL_DIR] [extra fairseq-train args]
@@ -112,6 +115,16 @@ finetune_model() {  # seed protocol name: POS, then sentiment, for one model (lo
   (MODEL=$model ARCH=xlmr_debug SEEDS=$seed SAVE_DIR=$runs/sentiment/$run \
     finetune_sentiment "${args[@]}" "${sentiment[@]}" "${extra[@]}") \
     >> "$logs/sentiment.$run.seed$seed.log" 2>&1 || { tail -30 "$logs/sentiment.$run.seed$seed.log" >&2; return 1; }
+  # The same checkpoint, each language's mean sentence vector moved onto English's before the head
+  # (finetune-eval --center): the row <model>_centred, transfer without the language offset.
+  local best=$runs/sentiment/$run/seed$seed/checkpoint_best.pt centred=$runs/sentiment/${run}_centred/seed$seed
+  if [[ ! -f $centred/results.json && -f $best ]]; then
+    mkdir -p "$centred"
+    "$BIN/xlmr" finetune-eval --checkpoint "$best" --name sentiment --center --cpu --out "$centred" \
+      >> "$logs/sentiment.$run.seed$seed.log" 2>&1 || { tail -30 "$logs/sentiment.$run.seed$seed.log" >&2; return 1; }
+  elif [[ ! -f $centred/results.json ]]; then
+    log "seed $seed, $run: no checkpoint left to evaluate centred (delete the seed's results.json to retrain it)"
+  fi
   [[ $KEEP_CHECKPOINTS == 1 ]] || rm -f "$runs"/{pos,sentiment}/"$run"/seed"$seed"/checkpoint*.pt
 }
 

@@ -70,13 +70,15 @@ layers=$(.venv/bin/python -c "import torch,sys; print(torch.load(sys.argv[1], we
          "$DEMO_DIR/release/model.pt")
 # Seen: the X of every en-X training pair; held out: every other UDHR language but the pivot.
 seen=$(echo "$TRAIN_PAIRS" | tr ',' '\n' | sed 's/^en-//' | sort | paste -sd,)
-heldout=$(ls "$DEMO_DIR/corpus/udhr" | sed -n 's/\.txt$//p' | grep -vxF -e en $(echo "$seen" | tr ',' '\n' | sed 's/^/-e /') | paste -sd,)
+heldout=$(ls "$DEMO_DIR/corpus/udhr" | sed -n 's/\.txt$//p' \
+          | { grep -vxF -e en $(echo "$seen" | tr ',' '\n' | sed 's/^/-e /') || true; } | paste -sd,)  # may be none
 rm -rf "$OUT/retrieval"
 # Every run trained in $OUT so far (also those of earlier invocations with other RUNS), and the start point.
 trained=$(cd "$OUT" && for d in */model/model.pt; do [[ -e $d ]] && echo "${d%%/*}"; done)
 for run in release $trained; do
   model_dir="$OUT/$run/model"; [[ $run == release ]] && model_dir="$DEMO_DIR/release"
   for group in seen heldout; do
+    [[ -n ${!group} ]] || continue  # TRAIN_PAIRS covering every UDHR language leaves no held-out group
     "$BIN/xlmr" eval-retrieval --model-dir "$model_dir" --data-dir "$DEMO_DIR/corpus/udhr" --pivot en \
       --languages "${!group}" --report-layer "$layers" --name "udhr_$group" --out-dir "$OUT/retrieval/$group/$run" \
       --cpu | tail -n 1

@@ -126,7 +126,6 @@ def evaluate_checkpoint(checkpoint, splits: Sequence[str] = ("valid", "test"), o
             continue
         task.load_dataset(split)
         if center:
-            criterion.center_shift = None  # the vectors as the model makes them
             means, counts = language_means(task, model, criterion, split, batch_size, seed, use_cuda)
             criterion.center_shift = (reference - means) * (counts > 0).unsqueeze(1)  # absent languages: none
         logging_outputs = []

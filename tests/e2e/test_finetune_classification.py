@@ -142,6 +142,10 @@ def test_pos_accuracy_on_conllu(model_dir, tmp_path):
     last = valid_stats(messages)[-1]
     assert "valid_f1" not in last
     assert _float(last, "valid_accuracy_en") >= 90 and _float(last, "valid_accuracy_de") >= 90, last
+    with pytest.raises(ValueError, match=r"--center moves sentence vectors.*xlmr_token_classification checkpoint"):
+        evaluate_and_write(tmp_path / "ckpt" / "checkpoint_best.pt", "pos", out=tmp_path / "c.json", cpu=True,
+                           center=True)
+    assert not (tmp_path / "c.json").exists()
 
 
 @pytest.mark.slow

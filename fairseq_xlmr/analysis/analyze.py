@@ -1,10 +1,12 @@
-"""`xlmr analyze {cka,bli,align,retrieve}`: the analyses of Conneau, Wu et al. (2020), "Emerging Cross-lingual
-Structure in Pretrained Language Models", on model directories; each writes <name>.json, <name>.md and a PNG.
+"""`xlmr analyze {cka,bli,align,retrieve,probe}`: the analyses of Conneau, Wu et al. (2020), "Emerging
+Cross-lingual Structure in Pretrained Language Models", on model directories; each writes <name>.json,
+<name>.md and a PNG.
 
     xlmr analyze cka --model-a demo/release --lang-a en --lang-b de --data-dir demo/corpus/udhr --out-dir cka/
     xlmr analyze bli --model-a demo/release --src en --tgt de --dictionary dicts/ --out-dir bli/
     xlmr analyze align --model-a mono_en/ --model-b mono_de/ --src en --tgt de --data-dir para/ --out-dir align/
     xlmr analyze retrieve --model-dir demo/release --data-dir demo/corpus/udhr --out-dir retrieval/
+    xlmr analyze probe --model-a demo/release --model-b random_init/ --data-dir eval_data/sentiment --out-dir probe/
 """
 
 import json
@@ -14,8 +16,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from tqdm import tqdm
 
-from fairseq_xlmr.analysis import align, bli, cka, features
+from fairseq_xlmr.analysis import align, bli, cka, features, probe
 from fairseq_xlmr.atomic import write_atomic
 from fairseq_xlmr.evaluation import retrieval
 
@@ -28,6 +31,8 @@ ANALYSES = {
     "bli": "word translation (MUSE): P@1/5/10 with NN and CSLS, identity vs Procrustes vs refined",
     "align": "sentence retrieval per layer before/after a linear map between two models' spaces",
     "retrieve": "parallel-sentence retrieval per layer (same as `xlmr eval-retrieval`)",
+    "probe": "linear probe per layer on frozen mean-pooled states: fit on one language's labelled sentences, "
+             "score every other language, raw and centred",
 }
 
 
@@ -84,6 +89,21 @@ def add_arguments(parser) -> None:
 
     retrieval.add_arguments(p["retrieve"])
 
+    common(p["probe"])
+    p["probe"].add_argument("--data-dir", required=True,
+                            help="<lang>/<split>.tsv files with a header (the layout of `xlmr fetch-eval-data`'s "
+                                 "sentiment/ and of finetune_*.sh data)")
+    p["probe"].add_argument("--train-lang", default="en", help="language whose --train-split fits the probe")
+    p["probe"].add_argument("--test-langs", default=None,
+                            help="comma list of languages scored on --test-split (default: every <lang>/ dir that "
+                                 "has one)")
+    p["probe"].add_argument("--train-split", default="train", help="file name (without .tsv) the probe is fitted on")
+    p["probe"].add_argument("--test-split", default="test", help="file name (without .tsv) each language is scored on")
+    p["probe"].add_argument("--text-column", default="sentence1", help="tsv column of the sentence")
+    p["probe"].add_argument("--label-column", default="label", help="tsv column of the label")
+    p["probe"].add_argument("--C", type=float, default=1.0, dest="c",
+                            help="inverse L2 strength of the logistic regression (scikit-learn's C)")
+
 
 def main(args) -> int:
     start = time.time()
@@ -91,7 +111,7 @@ def main(args) -> int:
         return retrieval.main(args)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
-    run = {"cka": run_cka, "bli": run_bli, "align": run_align}[args.analysis]
+    run = {"cka": run_cka, "bli": run_bli, "align": run_align, "probe": run_probe}[args.analysis]
     summary = run(args)
     print(f"{summary}\nwrote {args.out_dir} in {time.time() - start:.0f}s")
     return 0
@@ -360,6 +380,126 @@ def plot_align(result: Dict, path: Path) -> None:
                  f"{result['test_pairs']} test pairs", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def read_probe_data(args):
+    """(train examples, {test language: examples}) from --data-dir; every problem is reported before any
+    model is loaded: missing files, fewer than two training labels, test labels the training split lacks."""
+    from fairseq_xlmr.data.readers import read_labelled_tsv
+
+    if args.c <= 0:
+        raise ValueError(f"--C must be > 0, got {args.c}; 1.0 is scikit-learn's default.")
+    root = Path(args.data_dir)
+    train_file = root / args.train_lang / f"{args.train_split}.tsv"
+    if not train_file.is_file():
+        raise ValueError(f"no training file {train_file}: --data-dir needs <train-lang>/<train-split>.tsv "
+                         f"(e.g. `xlmr fetch-eval-data`'s sentiment/en/train.tsv); fix --data-dir or --train-lang.")
+    if args.test_langs:
+        langs = [lang.strip() for lang in args.test_langs.split(",") if lang.strip()]
+    else:
+        langs = sorted(d.name for d in root.iterdir() if (d / f"{args.test_split}.tsv").is_file())
+    if not langs:
+        raise ValueError(f"no <lang>/{args.test_split}.tsv under {root}; fix --data-dir, --test-langs or --test-split.")
+    missing = [str(root / lang / f"{args.test_split}.tsv") for lang in langs
+               if not (root / lang / f"{args.test_split}.tsv").is_file()]
+    if missing:
+        raise ValueError(f"--test-langs {','.join(langs)}: no test file {', '.join(missing)}; each language needs "
+                         f"<lang>/{args.test_split}.tsv under --data-dir.")
+
+    def read(path, lang):
+        return read_labelled_tsv(path, args.text_column, args.label_column, language=lang)
+
+    train = read(train_file, args.train_lang)
+    labels = sorted({e.label for e in train})
+    if len(labels) < 2:
+        raise ValueError(f"{train_file}: {len(train)} rows with labels {labels}; a probe needs at least two labels.")
+    tests = {}
+    for lang in langs:
+        tests[lang] = read(root / lang / f"{args.test_split}.tsv", lang)
+        unseen = sorted({e.label for e in tests[lang]} - set(labels))
+        if unseen:
+            raise ValueError(f"{root / lang / (args.test_split + '.tsv')}: labels {unseen} are not in the training "
+                             f"split ({labels}); the probe could never predict them. Fix the file or --label-column.")
+    return train, tests
+
+
+def run_probe(args) -> str:
+    train, tests = read_probe_data(args)
+    models = {"a": args.model_a}
+    if args.model_b is not None:
+        models["b"] = args.model_b
+    result = {"data_dir": str(args.data_dir), "train_lang": args.train_lang, "train_split": args.train_split,
+              "test_split": args.test_split, "C": args.c, "pooling": "mean",
+              "sentences": {"train": len(train), **{lang: len(rows) for lang, rows in tests.items()}},
+              "labels": sorted({e.label for e in train}), "models": {}}
+    for key, model_dir in models.items():
+        hub = features.load_hub(model_dir, args.cpu).eval()
+        splits = tqdm([(args.train_lang, train), *tests.items()], desc=f"probe {Path(model_dir).name}", unit="file")
+        states = [(lang, features.sentence_states(hub, [e.text_a for e in rows], args.batch_size), rows)
+                  for lang, rows in splits]
+        train_states = states[0][1]
+        test_states = {lang: (vectors, [e.label for e in rows]) for lang, vectors, rows in states[1:]}
+        result["models"][key] = {"dir": str(model_dir),
+                                 **probe.probe_layers(train_states, [e.label for e in train], test_states, args.c)}
+    out = Path(args.out_dir)
+    write_atomic(out / "probe.json", json.dumps(result, indent=1) + "\n")
+    write_atomic(out / "probe.md", probe_markdown(result))
+    plot_probe(result, out / "probe.png")
+    others = [lang for lang in tests if lang != args.train_lang] or list(tests)
+    parts = []
+    for key, model in result["models"].items():
+        for name in probe.FEATURES:
+            by_layer = {layer: sum(model[name][layer][l]["accuracy"] for l in others) / len(others)
+                        for layer in model[name]}
+            best = max(by_layer, key=by_layer.get)
+            parts.append(f"{key}={Path(model['dir']).name} {name}: best layer {best}, {by_layer[best]:.1f}")
+    return f"probe {args.train_lang} -> {','.join(others)} (mean accuracy %): " + "; ".join(parts)
+
+
+def probe_markdown(result: Dict) -> str:
+    langs = list(next(iter(result["models"].values()))["raw"][0]) if result["models"] else []
+    first = result["labels"][0]
+    lines = [f"Linear probe (logistic regression, C={result['C']}) on frozen mean-pooled layer states, fitted on "
+             f"{result['sentences']['train']} {result['train_lang']} sentences ({result['train_split']}), scored on "
+             f"each language's {result['test_split']} split: accuracy % (in brackets: % predicted {first!r}). "
+             "Centred: each language's mean vector moved onto the training mean first. Layer 0 = embeddings.", ""]
+    rows = []
+    for key, model in result["models"].items():
+        for name in probe.FEATURES:
+            for layer, by_lang in model[name].items():
+                rows.append([f"{key}: {Path(model['dir']).name}", name, str(layer)]
+                            + [f"{by_lang[l]['accuracy']:.1f} ({by_lang[l]['predicted'][first]:.0f})" for l in langs])
+    lines += markdown_table(["model", "features", "layer"] + langs, rows)
+    return "\n".join(lines) + "\n"
+
+
+def plot_probe(result: Dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes, probe.FEATURES):
+        for (key, model), style in zip(result["models"].items(), ("-", "--")):
+            layers = sorted(model[name])
+            for n, lang in enumerate(model[name][layers[0]]):
+                ax.plot(layers, [model[name][layer][lang]["accuracy"] for layer in layers], style, marker="o",
+                        color=colours[n % len(colours)], label=f"{lang} ({key}: {Path(model['dir']).name})")
+        ax.axhline(100.0 / len(result["labels"]), color="grey", lw=0.8, ls=":")
+        ax.set_xticks(sorted(next(iter(result["models"].values()))[name]))
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.set_title(f"{name} states, probe fitted on {result['train_lang']}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[1].legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

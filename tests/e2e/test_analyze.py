@@ -11,7 +11,7 @@ from fairseq_xlmr import checkpoint
 from fairseq_xlmr.cli import main as xlmr_main
 from fairseq_xlmr.evaluation.random_init import write_random_init
 from tests.fixtures.tiny_data import _WORDS, make_sentence
-from tests.fixtures.tiny_finetune import pretrained_model_dir
+from tests.fixtures.tiny_finetune import pretrained_model_dir, write_keyword_tsv
 
 EMBED = "encoder.sentence_encoder.embed_tokens.weight"
 
@@ -178,3 +178,76 @@ def test_retrieve_is_eval_retrieval(models, parallel, tmp_path):
                  "--report-layer", "2", "--cpu"]) == 0
     report = json.loads((out / "retrieval.json").read_text())
     assert report["accuracy"]["cosine"]["xx"]["to_pivot"] == [100.0] * 3
+
+
+@pytest.fixture(scope="module")
+def keyword_data(tmp_path_factory):
+    """en/train.tsv (160 rows), en/test.tsv and de/test.tsv (60 each): is the language's "cat" word in it?"""
+    data = tmp_path_factory.mktemp("keyword")
+    write_keyword_tsv(data / "en" / "train.tsv", "en", 160, seed=1)
+    write_keyword_tsv(data / "en" / "test.tsv", "en", 60, seed=2)
+    write_keyword_tsv(data / "de" / "test.tsv", "de", 60, seed=3)
+    return data
+
+
+def test_probe_fits_on_english_and_matches_a_by_hand_probe_raw_and_centred(models, keyword_data, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from fairseq_xlmr.analysis import features
+    from fairseq_xlmr.data.readers import read_labelled_tsv
+
+    out = tmp_path / "probe"
+    assert xlmr(["analyze", "probe", "--model-a", models["trained"], "--model-b", models["random"],
+                 "--data-dir", keyword_data, "--out-dir", out, "--cpu"]) == 0
+    result = json.loads((out / "probe.json").read_text())
+    assert result["labels"] == ["no", "yes"] and result["sentences"] == {"train": 160, "de": 60, "en": 60}
+    for model in result["models"].values():
+        for name in ("raw", "centred"):
+            assert sorted(model[name]) == ["0", "1", "2"]
+            for by_lang in model[name].values():
+                assert sorted(by_lang) == ["de", "en"]
+                assert all(sum(s["predicted"].values()) == pytest.approx(100.0) for s in by_lang.values())
+    # The keyword's piece is in the mean of the input embeddings: a linear probe finds it in English.
+    assert result["models"]["a"]["raw"]["0"]["en"]["accuracy"] >= 90.0
+
+    # By hand for the trained model, layer 1: the same classifier; centred = each language's mean moved
+    # onto the training mean (a flipped or missing shift gives other predictions on German).
+    hub = features.load_hub(models["trained"], cpu=True).eval()
+    rows = {split: read_labelled_tsv(keyword_data / lang / f"{split}.tsv", "sentence1", "label", language=lang)
+            for lang, split in (("en", "train"), ("de", "test"))}
+    x = {k: features.sentence_states(hub, [e.text_a for e in v])[1].double().numpy() for k, v in rows.items()}
+    y = {k: [e.label for e in v] for k, v in rows.items()}
+    clf = LogisticRegression(C=1.0, max_iter=5000, random_state=0).fit(x["train"], y["train"])
+    raw = 100.0 * (clf.predict(x["test"]) == y["test"]).mean()
+    shifted = clf.predict(x["test"] - x["test"].mean(0) + x["train"].mean(0))
+    centred = 100.0 * (shifted == y["test"]).mean()
+    assert result["models"]["a"]["raw"]["1"]["de"]["accuracy"] == pytest.approx(raw)
+    assert result["models"]["a"]["centred"]["1"]["de"]["accuracy"] == pytest.approx(centred)
+    assert result["models"]["a"]["centred"]["1"]["de"]["predicted"]["yes"] == pytest.approx(
+        100.0 * (shifted == "yes").mean())
+    assert not (shifted == clf.predict(x["test"])).all()  # the shift moved some German predictions
+    assert f"| a: xlmr.debug | centred | 1 | {centred:.1f} (" in (out / "probe.md").read_text()
+    assert (out / "probe.png").stat().st_size > 10_000
+
+
+def test_probe_refuses_unseen_labels_and_missing_files_before_writing(models, keyword_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(keyword_data, data)
+    with (data / "de" / "test.tsv").open("a", encoding="utf-8") as f:
+        f.write("Die Katze schläft.\tmaybe\n")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"labels \['maybe'\] are not in the training split"):
+        xlmr(["analyze", "probe", "--model-a", models["trained"], "--data-dir", data, "--out-dir", out, "--cpu"])
+    with pytest.raises(ValueError, match="no test file .*fr/test.tsv"):
+        xlmr(["analyze", "probe", "--model-a", models["trained"], "--data-dir", keyword_data,
+              "--test-langs", "de,fr", "--out-dir", out, "--cpu"])
+    with pytest.raises(ValueError, match="no training file .*de/train.tsv"):
+        xlmr(["analyze", "probe", "--model-a", models["trained"], "--data-dir", keyword_data,
+              "--train-lang", "de", "--out-dir", out, "--cpu"])
+    one_label = tmp_path / "one_label"
+    (one_label / "en").mkdir(parents=True)
+    (one_label / "en" / "train.tsv").write_text("sentence1\tlabel\nThe cat.\tyes\nA cat.\tyes\n", encoding="utf-8")
+    shutil.copytree(keyword_data / "de", one_label / "de")
+    with pytest.raises(ValueError, match="a probe needs at least two labels"):
+        xlmr(["analyze", "probe", "--model-a", models["trained"], "--data-dir", one_label, "--out-dir", out, "--cpu"])
+    assert not out.exists()

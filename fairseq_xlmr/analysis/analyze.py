@@ -103,6 +103,10 @@ def add_arguments(parser) -> None:
     p["probe"].add_argument("--label-column", default="label", help="tsv column of the label")
     p["probe"].add_argument("--C", type=float, default=1.0, dest="c",
                             help="inverse L2 strength of the logistic regression (scikit-learn's C)")
+    p["probe"].add_argument("--random-inits", type=int, default=0,
+                            help="also probe K random-init twins of --model-a (`xlmr random-init` seeds 1..K, "
+                                 "built in a temp dir) and report where model A stands among them: their mean, "
+                                 "std, min, max and how many A beats, per layer and language (0: none)")
 
 
 def main(args) -> int:
@@ -429,7 +433,23 @@ def read_probe_data(args):
     return train, tests
 
 
+def probe_model(args, model_dir, train, tests, desc: str) -> Dict:
+    """probe_layers() of one model dir on the examples read by read_probe_data()."""
+    hub = features.load_hub(model_dir, args.cpu).eval()
+    splits = tqdm([(args.train_lang, train), *tests.items()], desc=desc, unit="file", leave=False)
+    states = [(lang, features.sentence_states(hub, [e.text_a for e in rows], args.batch_size), rows)
+              for lang, rows in splits]
+    test_states = {lang: (vectors, [e.label for e in rows]) for lang, vectors, rows in states[1:]}
+    return probe.probe_layers(states[0][1], [e.label for e in train], test_states, args.c)
+
+
 def run_probe(args) -> str:
+    import tempfile
+
+    from fairseq_xlmr.evaluation.random_init import write_random_init
+
+    if args.random_inits < 0 or args.random_inits == 1:
+        raise ValueError(f"--random-inits must be 0 or >= 2 (a spread needs two), got {args.random_inits}.")
     train, tests = read_probe_data(args)
     models = {"a": args.model_a}
     if args.model_b is not None:
@@ -439,14 +459,16 @@ def run_probe(args) -> str:
               "sentences": {"train": len(train), **{lang: len(rows) for lang, rows in tests.items()}},
               "labels": sorted({e.label for e in train}), "models": {}}
     for key, model_dir in models.items():
-        hub = features.load_hub(model_dir, args.cpu).eval()
-        splits = tqdm([(args.train_lang, train), *tests.items()], desc=f"probe {Path(model_dir).name}", unit="file")
-        states = [(lang, features.sentence_states(hub, [e.text_a for e in rows], args.batch_size), rows)
-                  for lang, rows in splits]
-        train_states = states[0][1]
-        test_states = {lang: (vectors, [e.label for e in rows]) for lang, vectors, rows in states[1:]}
         result["models"][key] = {"dir": str(model_dir),
-                                 **probe.probe_layers(train_states, [e.label for e in train], test_states, args.c)}
+                                 **probe_model(args, model_dir, train, tests, f"probe {Path(model_dir).name}")}
+    if args.random_inits:
+        baselines = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in tqdm(range(1, args.random_inits + 1), desc="random inits", unit="model"):
+                twin = write_random_init(args.model_a, Path(tmp) / f"seed{seed}", seed=seed).parent
+                baselines.append(probe_model(args, twin, train, tests, f"random init {seed}"))
+        result["random_inits"] = {"seeds": list(range(1, args.random_inits + 1)),
+                                  **probe.spread(result["models"]["a"], baselines)}
     out = Path(args.out_dir)
     write_atomic(out / "probe.json", json.dumps(result, indent=1) + "\n")
     write_atomic(out / "probe.md", probe_markdown(result))
@@ -459,7 +481,14 @@ def run_probe(args) -> str:
                         for layer in model[name]}
             best = max(by_layer, key=by_layer.get)
             parts.append(f"{key}={Path(model['dir']).name} {name}: best layer {best}, {by_layer[best]:.1f}")
-    return f"probe {args.train_lang} -> {','.join(others)} (mean accuracy %): " + "; ".join(parts)
+    summary = f"probe {args.train_lang} -> {','.join(others)} (mean accuracy %): " + "; ".join(parts)
+    if args.random_inits:
+        for lang in others:
+            cells = [c for name in probe.FEATURES for c in (v[lang] for v in result["random_inits"][name].values())]
+            beaten = sum(c["below"] == args.random_inits for c in cells)
+            summary += (f"\n{lang}: model a above all {args.random_inits} random inits in {beaten} of {len(cells)} "
+                        f"(features, layer) cells")
+    return summary
 
 
 def probe_markdown(result: Dict) -> str:
@@ -476,6 +505,15 @@ def probe_markdown(result: Dict) -> str:
                 rows.append([f"{key}: {Path(model['dir']).name}", name, str(layer)]
                             + [f"{by_lang[l]['accuracy']:.1f} ({by_lang[l]['predicted'][first]:.0f})" for l in langs])
     lines += markdown_table(["model", "features", "layer"] + langs, rows)
+    spread = result.get("random_inits")
+    if spread:
+        k = len(spread["seeds"])
+        lines += ["", f"Model a among {k} random inits of itself (`xlmr random-init` seeds 1..{k}): their accuracy "
+                  f"mean ± std [min, max], then how many of the {k} model a beats.", ""]
+        rows = [[name, str(layer)] + [f"{c[l]['mean']:.1f} ± {c[l]['std']:.1f} [{c[l]['min']:.1f}, {c[l]['max']:.1f}]"
+                                      f" {c[l]['below']}/{k}" for l in langs]
+                for name in probe.FEATURES for layer, c in spread[name].items()]
+        lines += markdown_table(["features", "layer"] + langs, rows)
     return "\n".join(lines) + "\n"
 
 
@@ -493,10 +531,18 @@ def plot_probe(result: Dict, path: Path) -> None:
             for n, lang in enumerate(model[name][layers[0]]):
                 ax.plot(layers, [model[name][layer][lang]["accuracy"] for layer in layers], style, marker="o",
                         color=colours[n % len(colours)], label=f"{lang} ({key}: {Path(model['dir']).name})")
+        spread = result.get("random_inits")
+        if spread:  # the random inits' mean ± std, as a band in each language's colour
+            layers = sorted(spread[name])
+            for n, lang in enumerate(spread[name][layers[0]]):
+                cells = [spread[name][layer][lang] for layer in layers]
+                ax.fill_between(layers, [c["mean"] - c["std"] for c in cells], [c["mean"] + c["std"] for c in cells],
+                                color=colours[n % len(colours)], alpha=0.12, lw=0)
         ax.axhline(100.0 / len(result["labels"]), color="grey", lw=0.8, ls=":")
         ax.set_xticks(sorted(next(iter(result["models"].values()))[name]))
         ax.set_xlabel("layer (0 = embeddings)")
-        ax.set_title(f"{name} states, probe fitted on {result['train_lang']}", fontsize=9)
+        band = f"; bands: {len(spread['seeds'])} random inits, mean ± std" if spread else ""
+        ax.set_title(f"{name} states, probe fitted on {result['train_lang']}{band}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
     axes[1].legend(fontsize=6, ncol=2)

@@ -8,7 +8,8 @@ training mean before the classifier (as `xlmr finetune-eval --center`); it is tr
 unlabelled test vectors of that language.
 """
 
-from typing import Dict, Sequence, Tuple
+import statistics
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -47,4 +48,21 @@ def probe_layers(train: Dict[int, torch.Tensor], train_labels: Sequence[str],
             out["raw"][layer][lang] = score(classifier, vectors[layer], labels)
             shift = train_mean - vectors[layer].double().mean(0)
             out["centred"][layer][lang] = score(classifier, vectors[layer], labels, shift)
+    return out
+
+
+def spread(model: Dict[str, Dict], baselines: List[Dict[str, Dict]]) -> Dict[str, Dict[int, Dict[str, Dict]]]:
+    """Where `model`'s accuracies (a probe_layers() result) stand among several baselines' (random inits):
+    {features: {layer: {language: {"mean", "std", "min", "max", "below": baselines `model` beats}}}}."""
+    out = {}
+    for name in FEATURES:
+        out[name] = {}
+        for layer, by_lang in model[name].items():
+            out[name][layer] = {}
+            for lang, result in by_lang.items():
+                values = [baseline[name][layer][lang]["accuracy"] for baseline in baselines]
+                out[name][layer][lang] = {
+                    "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                    "min": min(values), "max": max(values),
+                    "below": sum(value < result["accuracy"] for value in values)}
     return out

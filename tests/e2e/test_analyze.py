@@ -251,3 +251,34 @@ def test_probe_refuses_unseen_labels_and_missing_files_before_writing(models, ke
     with pytest.raises(ValueError, match="a probe needs at least two labels"):
         xlmr(["analyze", "probe", "--model-a", models["trained"], "--data-dir", one_label, "--out-dir", out, "--cpu"])
     assert not out.exists()
+
+
+def test_probe_random_inits_spread_equals_probing_each_twin_alone(models, keyword_data, tmp_path):
+    out = tmp_path / "spread"
+    assert xlmr(["analyze", "probe", "--model-a", models["trained"], "--data-dir", keyword_data,
+                 "--random-inits", "3", "--out-dir", out, "--cpu"]) == 0
+    result = json.loads((out / "probe.json").read_text())
+    spread = result["random_inits"]
+    assert spread["seeds"] == [1, 2, 3]
+    alone = []
+    for seed in (1, 2, 3):  # the same twins, each probed on its own as model a
+        twin = tmp_path / f"twin{seed}"
+        write_random_init(models["trained"], twin, seed=seed)
+        assert xlmr(["analyze", "probe", "--model-a", twin, "--data-dir", keyword_data,
+                     "--out-dir", tmp_path / f"alone{seed}", "--cpu"]) == 0
+        alone.append(json.loads((tmp_path / f"alone{seed}" / "probe.json").read_text())["models"]["a"])
+    trained = result["models"]["a"]
+    for name in ("raw", "centred"):
+        for layer in ("0", "1", "2"):
+            for lang in ("de", "en"):
+                values = [a[name][layer][lang]["accuracy"] for a in alone]
+                cell = spread[name][layer][lang]
+                assert cell["mean"] == pytest.approx(sum(values) / 3)
+                assert (cell["min"], cell["max"]) == (pytest.approx(min(values)), pytest.approx(max(values)))
+                assert cell["below"] == sum(v < trained[name][layer][lang]["accuracy"] for v in values)
+    assert len({a["raw"]["2"]["en"]["accuracy"] for a in alone} | {a["raw"]["2"]["de"]["accuracy"] for a in alone}) > 1
+    assert "among 3 random inits" in (out / "probe.md").read_text()
+    with pytest.raises(ValueError, match="--random-inits must be 0 or >= 2"):
+        xlmr(["analyze", "probe", "--model-a", models["trained"], "--data-dir", keyword_data,
+              "--random-inits", "1", "--out-dir", tmp_path / "none", "--cpu"])
+    assert not (tmp_path / "none").exists()

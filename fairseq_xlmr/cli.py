@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "eval-qa": ("fairseq_xlmr.evaluation.eval_qa", "per-language EM/F1 of a fine-tuned xlmr_span_qa checkpoint (MLQA/XQuAD) -> results.json"),
     "eval-retrieval": ("fairseq_xlmr.evaluation.retrieval", "parallel-sentence retrieval accuracy per layer (Tatoeba/BUCC style) -> JSON + PNG"),
     "random-init": ("fairseq_xlmr.evaluation.random_init", "a randomly initialised twin of a model dir (same config, dict, SentencePiece)"),
+    "spread": ("fairseq_xlmr.evaluation.spread", "where one results.json stands among baseline runs (e.g. K random inits): mean ± std, min, max, how many it beats"),
     "report": ("fairseq_xlmr.evaluation.report", "results.json files -> the paper's Tables 1-3 in Markdown + PNG bar plots"),
     "analyze": ("fairseq_xlmr.analysis.analyze", "cross-lingual structure: CKA, word translation (Procrustes/CSLS), model-to-model alignment, retrieval"),
     "fetch-dictionaries": ("fairseq_xlmr.preprocess.dictionaries", "FreeDict English->X dictionaries ranked by wordfreq -> MUSE files + 0-5000/5000-6500 splits"),

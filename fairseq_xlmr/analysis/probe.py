@@ -8,7 +8,6 @@ training mean before the classifier (as `xlmr finetune-eval --center`); it is tr
 unlabelled test vectors of that language.
 """
 
-import statistics
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -53,16 +52,11 @@ def probe_layers(train: Dict[int, torch.Tensor], train_labels: Sequence[str],
 
 def spread(model: Dict[str, Dict], baselines: List[Dict[str, Dict]]) -> Dict[str, Dict[int, Dict[str, Dict]]]:
     """Where `model`'s accuracies (a probe_layers() result) stand among several baselines' (random inits):
-    {features: {layer: {language: {"mean", "std", "min", "max", "below": baselines `model` beats}}}}."""
-    out = {}
-    for name in FEATURES:
-        out[name] = {}
-        for layer, by_lang in model[name].items():
-            out[name][layer] = {}
-            for lang, result in by_lang.items():
-                values = [baseline[name][layer][lang]["accuracy"] for baseline in baselines]
-                out[name][layer][lang] = {
-                    "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                    "min": min(values), "max": max(values),
-                    "below": sum(value < result["accuracy"] for value in values)}
-    return out
+    {features: {layer: {language: evaluation.spread.spread()'s "mean", "std", "min", "max", "below"...}}}."""
+    from fairseq_xlmr.evaluation.spread import spread as cell_spread
+
+    def accuracies(result, name, layer):
+        return {lang: score["accuracy"] for lang, score in result[name][layer].items()}
+
+    return {name: {layer: cell_spread(accuracies(model, name, layer), [accuracies(b, name, layer) for b in baselines])
+                   for layer in model[name]} for name in FEATURES}

@@ -1,12 +1,13 @@
 """`xlmr spread`: where one model's results stand among baseline runs (e.g. K random inits of it).
 
-    xlmr spread demo/transfer/spread/udhr/pretrained/results.json \
+    xlmr spread demo/transfer/spread/udhr/model/results.json \
         --baselines demo/transfer/spread/udhr/random*/results.json --out demo/transfer/spread/udhr.md
 
-One random init is one draw: on the demo's UDHR retrieval two of them differ by up to 10 points in a
-language. Per language and for the average this prints the baselines' mean ± std, min and max and how
+One random init is one draw: twelve of them retrieve 23.5 % to 49.0 % of the demo's French UDHR
+paragraphs. Per language and for the average this prints the baselines' mean ± std, min and max and how
 many of them the model beats, as a Markdown table (and writes it, with the numbers as JSON beside it).
-Inputs are the `results.json` files every evaluation here writes (`per_language` + `average`).
+Inputs are the `results.json` files of eval-retrieval, finetune-eval and eval-qa (`per_language` +
+`average`); higher must be better ("beats" counts baselines strictly below the model).
 """
 
 import json
@@ -25,7 +26,7 @@ def read_results(path) -> Dict[str, float]:
         raise ValueError(f"{path}: cannot read a results.json ({error}).") from None
     if not isinstance(data.get("per_language"), dict) or "average" not in data:
         raise ValueError(f"{path}: no `per_language` and `average`; give the results.json of an evaluation "
-                         "(eval-retrieval, finetune-eval, eval-mlm), not a summary.json.")
+                         "(eval-retrieval, finetune-eval, eval-qa), not a summary.json.")
     return {**{lang: float(v) for lang, v in data["per_language"].items()}, "average": float(data["average"])}
 
 

@@ -492,7 +492,7 @@ def run_probe(args) -> str:
 
 
 def probe_markdown(result: Dict) -> str:
-    langs = list(next(iter(result["models"].values()))["raw"][0]) if result["models"] else []
+    langs = list(next(iter(result["models"]["a"]["raw"].values())))
     first = result["labels"][0]
     lines = [f"Linear probe (logistic regression, C={result['C']}) on frozen mean-pooled layer states, fitted on "
              f"{result['sentences']['train']} {result['train_lang']} sentences ({result['train_split']}), scored on "
@@ -526,20 +526,19 @@ def plot_probe(result: Dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, name in zip(axes, probe.FEATURES):
+        layers = sorted(result["models"]["a"][name])  # every model and the random inits: the same layers
         for (key, model), style in zip(result["models"].items(), ("-", "--")):
-            layers = sorted(model[name])
             for n, lang in enumerate(model[name][layers[0]]):
                 ax.plot(layers, [model[name][layer][lang]["accuracy"] for layer in layers], style, marker="o",
                         color=colours[n % len(colours)], label=f"{lang} ({key}: {Path(model['dir']).name})")
         spread = result.get("random_inits")
         if spread:  # the random inits' mean ± std, as a band in each language's colour
-            layers = sorted(spread[name])
             for n, lang in enumerate(spread[name][layers[0]]):
                 cells = [spread[name][layer][lang] for layer in layers]
                 ax.fill_between(layers, [c["mean"] - c["std"] for c in cells], [c["mean"] + c["std"] for c in cells],
                                 color=colours[n % len(colours)], alpha=0.12, lw=0)
         ax.axhline(100.0 / len(result["labels"]), color="grey", lw=0.8, ls=":")
-        ax.set_xticks(sorted(next(iter(result["models"].values()))[name]))
+        ax.set_xticks(layers)
         ax.set_xlabel("layer (0 = embeddings)")
         band = f"; bands: {len(spread['seeds'])} random inits, mean ± std" if spread else ""
         ax.set_title(f"{name} states, probe fitted on {result['train_lang']}{band}", fontsize=9)

@@ -43,15 +43,14 @@ def spread(model: Dict[str, float], baselines: List[Dict[str, float]]) -> Dict[s
 
 
 def markdown(table: Dict[str, Dict[str, float]], title: str) -> str:
+    from fairseq_xlmr.analysis.analyze import markdown_table
+
     langs = [lang for lang in table if lang != "average"] + ["average"]
-    lines = [title, "", "| | " + " | ".join(langs) + " |", "|---|" + "---:|" * len(langs)]
-    lines.append("| model | " + " | ".join(f"{table[l]['model']:.1f}" for l in langs) + " |")
-    lines.append("| baselines mean ± std | " + " | ".join(f"{table[l]['mean']:.1f} ± {table[l]['std']:.1f}"
-                                                         for l in langs) + " |")
-    lines.append("| baselines min-max | " + " | ".join(f"{table[l]['min']:.1f}-{table[l]['max']:.1f}"
-                                                      for l in langs) + " |")
-    lines.append("| model beats | " + " | ".join(f"{table[l]['below']}/{table[l]['of']}" for l in langs) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [["model"] + [f"{table[l]['model']:.1f}" for l in langs],
+            ["baselines mean ± std"] + [f"{table[l]['mean']:.1f} ± {table[l]['std']:.1f}" for l in langs],
+            ["baselines min-max"] + [f"{table[l]['min']:.1f}-{table[l]['max']:.1f}" for l in langs],
+            ["model beats"] + [f"{table[l]['below']}/{table[l]['of']}" for l in langs]]
+    return "\n".join([title, ""] + markdown_table([""] + langs, rows)) + "\n"
 
 
 def add_arguments(parser) -> None:

@@ -1,8 +1,11 @@
-"""`xlmr analyze {cka,bli,align,retrieve}` end to end on tiny real model dirs (trained a few updates)."""
+"""`xlmr analyze {cka,bli,align,retrieve,probe}` and scripts/random_init_spread.sh end to end on tiny real model dirs."""
 
 import json
+import os
 import random
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -285,10 +288,6 @@ def test_probe_random_inits_spread_equals_probing_each_twin_alone(models, keywor
 
 
 def test_random_init_spread_script_places_the_model_among_k_twins(models, parallel, keyword_data, tmp_path):
-    import os
-    import subprocess
-    from pathlib import Path
-
     repo = Path(__file__).resolve().parents[2]
     heldout = tmp_path / "heldout"
     heldout.mkdir()

@@ -8,6 +8,7 @@ from fairseq.dataclass import FairseqDataclass
 
 from fairseq_xlmr.criterions.contrastive import pool_sequence
 from fairseq_xlmr.evaluation.metrics import add_language_counts, per_language, reduce_loss_and_language_metrics
+from fairseq_xlmr.tasks.xlmr_sentence_classification import head_pooling
 
 
 @dataclass
@@ -38,14 +39,14 @@ class XlmrSentenceClassificationCriterion(FairseqCriterion):
     def sentence_vectors(self, model, net_input):
         """`(batch, dim)`: what the head reads, the `<s>` state or the mean of the non-pad states."""
         states, _ = model(**net_input, features_only=True)  # (batch, seq_len, dim)
-        return pool_sequence(states, net_input["src_tokens"], self.pad, self.pooling)
+        return pool_sequence(states, net_input["src_tokens"], self.pad, head_pooling(self.pooling, model.args))
 
     def sentence_logits(self, model, net_input, language=None):
         """`(batch, num_labels)`: RoBERTa's head on `<s>`, or the same head on the mean of the non-pad states.
 
         `language` (batch,) positions in task.languages: needed only while `center_shift` is set.
         """
-        if self.pooling == "cls" and self.center_shift is None:  # RoBERTa's head picks position 0 itself
+        if head_pooling(self.pooling, model.args) == "cls" and self.center_shift is None:  # RoBERTa's head picks position 0 itself
             return model(**net_input, features_only=True, classification_head_name=self.head_name)[0]
         head = model.classification_heads[self.head_name]
         vectors = self.sentence_vectors(model, net_input).to(head.dense.weight.dtype)  # bf16 autocast states

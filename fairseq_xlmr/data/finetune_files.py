@@ -105,14 +105,63 @@ def resolve_vocab_files(cfg):
     return dict_path, spm_path
 
 
-def pretrained_positions(path: str) -> Optional[int]:
-    """Max positions of a fairseq RoBERTa/XLM-R checkpoint (rows of the position table - 2), if readable."""
-    try:  # mmap: only the header and the one tensor are read
+# Model options that must equal the pretrained checkpoint's, and their fairseq-train flags. Weights load
+# whatever the LayerNorm epsilon or the pooling, so a mismatch there would go unnoticed.
+PRETRAINED_OPTIONS = {
+    "encoder_layers": "--encoder-layers", "encoder_embed_dim": "--encoder-embed-dim",
+    "encoder_ffn_embed_dim": "--encoder-ffn-embed-dim", "encoder_attention_heads": "--encoder-attention-heads",
+    "max_positions": "--max-positions", "encoder_normalize_before": "--encoder-normalize-before",
+    "layer_norm_eps": "--layer-norm-eps", "sentence_pooling": "--sentence-pooling",
+}
+
+
+def pretrained_model_options(path) -> dict:
+    """{field: value} of PRETRAINED_OPTIONS in a pretrained checkpoint (ours, stock fairseq, a 2019 release).
+
+    Fields the checkpoint predates (no layer_norm_eps, sentence_pooling) are left out: their defaults hold.
+    """
+    from fairseq_xlmr import checkpoint
+    from fairseq_xlmr.hub import model_config_from_state
+
+    try:  # mmap: the weights are not read
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as error:  # legacy (non-zip) pickles cannot be mmapped: skip the early check
-        logger.info("could not read positions of %s early (%s)", path, type(error).__name__)
-        return None
-    for key, value in state.get("model", {}).items():
+    except RuntimeError:  # legacy (non-zip) pickles cannot be mmapped
+        state = checkpoint.load(path)
+    cfg = model_config_from_state(state)
+    options = {name: getattr(cfg, name) for name in PRETRAINED_OPTIONS if getattr(cfg, name, None) is not None}
+    if getattr(cfg, "dictionary_fingerprint", ""):
+        options["dictionary_fingerprint"] = cfg.dictionary_fingerprint
+    for key, value in state["model"].items():
         if key.endswith("sentence_encoder.embed_positions.weight"):
-            return value.shape[0] - 2  # learned positions are offset by padding_idx + 1
-    return None
+            options["max_positions"] = value.shape[0] - 2  # learned positions are offset by padding_idx + 1
+    return options
+
+
+def as_train_args(options: dict) -> List[str]:
+    """fairseq-train flags for `pretrained_model_options` (booleans as store-true flags)."""
+    args = []
+    for name, value in options.items():
+        if name not in PRETRAINED_OPTIONS:  # recorded, not chosen (the dictionary fingerprint)
+            continue
+        if isinstance(value, bool):
+            args += [PRETRAINED_OPTIONS[name]] if value else []
+        else:
+            args += [PRETRAINED_OPTIONS[name], str(value)]
+    return args
+
+
+def check_matches_pretrained(model_args, path) -> None:
+    """Refuse a model built with other options than the pretrained checkpoint at `path`, naming the flags."""
+    wanted = pretrained_model_options(path)
+    fingerprint = wanted.pop("dictionary_fingerprint", None)
+    if fingerprint and fingerprint != model_args.dictionary_fingerprint:
+        raise ValueError(f"the pretrained model {path} was trained with the dictionary {fingerprint}, but the task's "
+                         f"dict.txt has fingerprint {model_args.dictionary_fingerprint}: another vocabulary. Fine-tune "
+                         "with the dict.txt and sentencepiece.bpe.model beside the pretrained model (drop --spm-model, "
+                         "or point it at that model's files).")
+    wrong = {name: value for name, value in wanted.items() if getattr(model_args, name, None) != value}
+    if wrong:
+        got = ", ".join(f"{name}={getattr(model_args, name, None)!r}" for name in wrong)
+        has = ", ".join(f"{name}={value!r}" for name, value in wrong.items())
+        raise ValueError(f"the model is built with {got}, but the pretrained model {path} has {has}; fine-tune with "
+                         f"its options: {' '.join(as_train_args(wanted))} (xlmr finetune-seeds adds them itself).")

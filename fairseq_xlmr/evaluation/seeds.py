@@ -10,8 +10,8 @@ EM under `extra_metrics`), by `xlmr finetune-eval`'s for the classification task
 results.json exists is not run again, so an interrupted sweep resumes. `<save-dir>/summary.json` holds the aggregate.
 
 Two conveniences for running from a pretrained checkpoint (`--finetune-from-model`):
-- the model sizes (layers, dims, heads, max positions) are read from that checkpoint and put first
-  on the command line, so one script fits a released XLM-R, our `make demo` model or any other
+- the model options that must match it (layers, dims, heads, max positions, LayerNorm epsilon, sentence
+  pooling) are read from that checkpoint and put first on the command line, so one script fits a released XLM-R, our `make demo` model or any other
   (options given explicitly still win: fairseq keeps the last occurrence);
 - `--epochs E` gives XTREME's schedule, a learning rate decaying linearly to 0 over E epochs:
   --max-update and --total-num-update (the horizon of fairseq's `polynomial_decay`, which the
@@ -95,31 +95,11 @@ def evaluator(train_args: Sequence[str]) -> Callable:
     return evaluate_and_write
 
 
-# Model sizes that must match the pretrained checkpoint, and their fairseq-train options.
-SIZE_OPTIONS = {"encoder_layers": "--encoder-layers", "encoder_embed_dim": "--encoder-embed-dim",
-                "encoder_ffn_embed_dim": "--encoder-ffn-embed-dim", "encoder_attention_heads": "--encoder-attention-heads",
-                "max_positions": "--max-positions"}
+def pretrained_model_args(checkpoint_path) -> List[str]:
+    """fairseq-train options for the sizes, LayerNorm epsilon and pooling of a pretrained checkpoint."""
+    from fairseq_xlmr.data.finetune_files import as_train_args, pretrained_model_options
 
-
-def pretrained_size_args(checkpoint_path) -> List[str]:
-    """fairseq-train options for the sizes of a pretrained checkpoint (ours, stock fairseq or a 2019 release)."""
-    import torch
-
-    from fairseq_xlmr import checkpoint
-    from fairseq_xlmr.hub import model_config_from_state
-
-    try:  # mmap: the weights are not read
-        state = torch.load(checkpoint_path, map_location="cpu", mmap=True, weights_only=True)
-    except RuntimeError:  # legacy (non-zip) pickles cannot be mmapped
-        state = checkpoint.load(checkpoint_path)
-    cfg = model_config_from_state(state)
-    args = []
-    for name, option in SIZE_OPTIONS.items():
-        if getattr(cfg, name, None) is not None:
-            args += [option, str(getattr(cfg, name))]
-    if getattr(cfg, "encoder_normalize_before", False):
-        args.append("--encoder-normalize-before")
-    return args
+    return as_train_args(pretrained_model_options(checkpoint_path))
 
 
 def schedule_args(train_args: List[str], epochs: float, warmup_ratio: float) -> List[str]:
@@ -159,7 +139,7 @@ def run_seeds(name: str, seeds: Sequence[int], save_dir, train_args: Sequence[st
         train_args += ["--user-dir", str(Path(__file__).resolve().parents[1])]
     pretrained = option_value(train_args, "--finetune-from-model")
     if pretrained:
-        train_args = pretrained_size_args(pretrained) + train_args
+        train_args = pretrained_model_args(pretrained) + train_args
     if epochs is not None:
         train_args += schedule_args(train_args, epochs, warmup_ratio)
     save_dir = Path(save_dir)

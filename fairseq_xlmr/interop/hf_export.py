@@ -71,13 +71,16 @@ def head_plan(model, qa_heads=None):
     return plan
 
 
-def check_sentence_pooling(task_cfg, checkpoint_path) -> None:
+def check_sentence_pooling(task_cfg, model_args, checkpoint_path) -> None:
     """HF's sequence-classification head reads `<s>`: refuse a head trained on mean-pooled states
-    (`xlmr_sentence_classification --pooling mean`, in the checkpoint's `cfg.task`), whose HF twin would
-    predict something else."""
-    if task_cfg.get("pooling", "cls") != "cls":
-        raise ValueError(f"{checkpoint_path}: its sentence head was trained with task.pooling="
-                         f"{task_cfg.get('pooling')!r}, but HF's XLMRobertaForSequenceClassification reads the <s> "
+    (`xlmr_sentence_classification --pooling mean`, in the checkpoint's `cfg.task`, or `--pooling model` on an
+    encoder whose `model.sentence_pooling` is mean), whose HF twin would predict something else."""
+    from fairseq_xlmr.tasks.xlmr_sentence_classification import head_pooling
+
+    pooling = head_pooling(task_cfg.get("pooling", "cls"), model_args)
+    if pooling != "cls":
+        raise ValueError(f"{checkpoint_path}: its sentence head reads {pooling}-pooled states (task.pooling="
+                         f"{task_cfg.get('pooling')!r}), but HF's XLMRobertaForSequenceClassification reads the <s> "
                          "state; export a model fine-tuned with --pooling cls.")
 
 
@@ -112,7 +115,7 @@ def export(ckpt_dir: Path, out_dir: Path, checkpoint_file="model.pt", qa_heads=N
         raise ValueError(f"weights {unmapped[:5]} have no HF counterpart (language embeddings are "
                          "XLM's, not XLM-R's); export a model trained without them.")
     if model.classification_heads:
-        check_sentence_pooling(hub.task_cfg, Path(ckpt_dir) / checkpoint_file)
+        check_sentence_pooling(hub.task_cfg, model.args, Path(ckpt_dir) / checkpoint_file)
     positions = state["encoder.sentence_encoder.embed_positions.weight"].shape[0]
     # Every config is built (and checked) before anything is written.
     plan = [(subdir, part, head, mapping.hf_config(model.args, family, dictionary, positions, num_labels))

@@ -175,7 +175,8 @@ def hf_config(cfg, family, dictionary, positions, num_labels=None):
         classifier_dropout=cfg.pooler_dropout,
         max_position_embeddings=positions,
         type_vocab_size=1,
-        layer_norm_eps=1e-5,  # fairseq's LayerNorm default; HF's class default 1e-12 is wrong here
+        # XLM-R's 1e-5 (HF's class default 1e-12 is wrong for it); 1e-12 for models imported from BERT.
+        layer_norm_eps=getattr(cfg, "layer_norm_eps", 1e-5),
         pad_token_id=dictionary.pad(),
         bos_token_id=dictionary.bos(),
         eos_token_id=dictionary.eos(),
@@ -187,8 +188,6 @@ def hf_config(cfg, family, dictionary, positions, num_labels=None):
 def fairseq_model_config(config, pad):
     """Our XlmrEncoderConfig fields from an HF config (`pad` = the padding id of the dictionary)."""
     family = PRE_LN if config.model_type == "xlm-roberta-xl" else POST_LN
-    if abs(config.layer_norm_eps - 1e-5) > 1e-12:
-        raise ValueError(f"HF `layer_norm_eps`={config.layer_norm_eps}: fairseq's LayerNorm uses 1e-5.")
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         raise ValueError(f"HF `position_embedding_type`={config.position_embedding_type!r}: XLM-R (and "
                          "fairseq's learned positions) are 'absolute'.")
@@ -212,4 +211,5 @@ def fairseq_model_config(config, pad):
         # fairseq's table has max_positions + pad + 1 rows (positions count from pad + 1).
         max_positions=config.max_position_embeddings - pad - 1,
         untie_weights_roberta=not config.tie_word_embeddings,
+        layer_norm_eps=config.layer_norm_eps,
     )

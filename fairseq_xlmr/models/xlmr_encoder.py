@@ -9,6 +9,7 @@ a typed dataclass. Parameter names are fairseq RoBERTa's, so stock fairseq check
 """
 
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Optional
@@ -48,6 +49,23 @@ class XlmrEncoderConfig(FairseqDataclass):
     )
     layernorm_embedding: Optional[bool] = field(
         default=None, metadata={"help": "LayerNorm after token+position embeddings (base/large) (preset)"}
+    )
+    layer_norm_eps: float = field(
+        default=1e-5,
+        metadata={"help": "epsilon of every LayerNorm: fairseq's and XLM-R's 1e-5; BERT-family models "
+                  "(multilingual-e5, Multilingual-MiniLM) were trained with 1e-12"},
+    )
+    sentence_pooling: ChoiceEnum(["cls", "mean"]) = field(
+        default="cls",
+        metadata={"help": "how a sentence vector is read from this encoder: cls (the <s> state, as XLM-R's "
+                  "sentence heads read it) or mean (the mean of the non-pad states, as multilingual-e5 was trained); "
+                  "sentence classification follows it unless its --pooling says otherwise"},
+    )
+    dictionary_fingerprint: str = field(
+        default="",
+        metadata={"help": "sha256 prefix of the dictionary the weights were trained with, recorded when the model "
+                  "is built; a checkpoint built again with another dictionary (same size, other pieces) is refused. "
+                  "Set by the model, not by users"},
     )
     activation_fn: ChoiceEnum(utils.get_available_activation_fns()) = field(
         default="gelu", metadata={"help": "feed-forward activation"}
@@ -94,6 +112,23 @@ class XlmrEncoderConfig(FairseqDataclass):
         metadata={"help": "ablation 'Sep L1-K' (Conneau, Wu et al., 2020): the bottom K Transformer layers get "
                   "one copy per language, picked by the sample's lang_id; 0 (XLM-R) shares every layer"},
     )
+
+
+def dictionary_fingerprint(dictionary) -> str:
+    """First 16 hex digits of the sha256 of the dictionary's symbols in id order (specials and <mask> included)."""
+    return hashlib.sha256("\n".join(dictionary.symbols).encode("utf-8")).hexdigest()[:16]
+
+
+def check_dictionary(cfg, dictionary) -> None:
+    """Refuse a dictionary that is not the one the weights were trained with; record it when none is."""
+    fingerprint = dictionary_fingerprint(dictionary)
+    if cfg.dictionary_fingerprint and cfg.dictionary_fingerprint != fingerprint:
+        raise ValueError(
+            f"the model's weights were trained with the dictionary {cfg.dictionary_fingerprint} "
+            f"(`model.dictionary_fingerprint`), but the dict.txt given has {len(dictionary)} entries with fingerprint "
+            f"{fingerprint}: another vocabulary, whose ids would read the wrong embedding rows. Use the dict.txt and "
+            "sentencepiece.bpe.model that were written with this model.")
+    cfg.dictionary_fingerprint = fingerprint
 
 
 def apply_defaults(cfg):
@@ -370,6 +405,7 @@ class XlmrEncoderModel(RobertaModel):
         roberta_base_architecture(cfg)
         num_languages = 0
         check_language_specific(cfg)
+        check_dictionary(cfg, task.source_dictionary)
         if cfg.language_embeddings or cfg.language_specific_embeddings or cfg.language_specific_layers:
             languages = getattr(task, "languages", None)
             if not languages:
@@ -380,6 +416,11 @@ class XlmrEncoderModel(RobertaModel):
                 )
             num_languages = len(languages)
         encoder = XlmrEncoder(cfg, task.source_dictionary, num_languages)
+        # fairseq builds every LayerNorm (torch's or apex's fused one) with its fixed 1e-5; the epsilon is
+        # not a parameter, so setting it afterwards leaves the state dict (the contract) unchanged.
+        for module in encoder.modules():
+            if hasattr(module, "normalized_shape") and hasattr(module, "eps"):
+                module.eps = cfg.layer_norm_eps
         if OmegaConf.is_config(cfg):
             OmegaConf.set_struct(cfg, True)
         return cls(cfg, encoder)

@@ -26,7 +26,7 @@ from fairseq.tasks import FairseqTask
 from omegaconf import II, MISSING
 
 from fairseq_xlmr.data import finetune_files
-from fairseq_xlmr.data.finetune_files import pretrained_checkpoint, pretrained_positions, resolve_vocab_files
+from fairseq_xlmr.data.finetune_files import check_matches_pretrained, pretrained_checkpoint, resolve_vocab_files
 from fairseq_xlmr.hub import DICT_FILE, SPM_FILE, load_dictionary
 from fairseq_xlmr.preprocess.binarize import build_id_table
 from fairseq_xlmr.tasks.length_check import check_fits_model
@@ -251,14 +251,10 @@ class XlmrFinetuneTask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        max_positions = check_fits_model(model, self.cfg.max_length, "max_length", "lower --max-length.")
+        check_fits_model(model, self.cfg.max_length, "max_length", "lower --max-length.")
         pretrained = pretrained_checkpoint(self.cfg)
         if not from_checkpoint and pretrained and os.path.isfile(pretrained):
-            positions = pretrained_positions(pretrained)
-            if positions is not None and positions != max_positions:
-                raise ValueError(f"`model.max_positions` is {max_positions} but the pretrained model {pretrained} "
-                                 f"has {positions}; pass --max-positions {positions} (the position table cannot "
-                                 "be resized when loading).")
+            check_matches_pretrained(model.args, pretrained)
         self.add_head(model)
         self.freeze(model.encoder.sentence_encoder)
         return model

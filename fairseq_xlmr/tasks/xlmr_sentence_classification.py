@@ -31,7 +31,7 @@ from fairseq_xlmr.tasks.finetune_base import XlmrFinetuneConfig, XlmrFinetuneTas
 logger = logging.getLogger(__name__)
 
 SENTENCE_FORMAT_CHOICES = ChoiceEnum(["xnli", "xnli_jsonl", "pawsx", "tsv", "jsonl"])
-POOLING_CHOICES = ChoiceEnum(["cls", "mean"])
+POOLING_CHOICES = ChoiceEnum(["model", "cls", "mean"])
 
 
 @dataclass
@@ -47,10 +47,17 @@ class XlmrSentenceClassificationConfig(XlmrFinetuneConfig):
         "language column of multi-language files (formats tsv, jsonl)"})
     classification_head_name: str = field(default="xlmr_sentence_classification", metadata={"help":
         "name of the classification head registered on the model"})
-    pooling: POOLING_CHOICES = field(default="cls", metadata={"help":
-        "what the head reads: cls (the <s> state, RoBERTa's and XLM-R's head) or mean (the mean of the non-pad "
-        "states, as sentence-embedding probes read them: an MLM-only encoder's <s> state is trained for nothing, "
-        "so a probe of a frozen encoder, --freeze-layers = all layers, should read mean)"})
+    pooling: POOLING_CHOICES = field(default="model", metadata={"help":
+        "what the head reads: model (the pooling the pretrained model records, `model.sentence_pooling`: cls for "
+        "XLM-R, mean for multilingual-e5), cls (the <s> state, RoBERTa's and XLM-R's head) or mean (the mean of the "
+        "non-pad states, as sentence-embedding probes read them: an MLM-only encoder's <s> state is trained for "
+        "nothing, so a probe of a frozen encoder, --freeze-layers = all layers, should read mean)"})
+
+
+def head_pooling(pooling: str, model_args) -> str:
+    """What a sentence head reads ('cls' or 'mean'): `task.pooling`, or for 'model' the encoder's own
+    `model.sentence_pooling` (checkpoints from before that option read <s>)."""
+    return getattr(model_args, "sentence_pooling", "cls") if pooling == "model" else pooling
 
 
 def truncate_longest_first(len_a: int, len_b: int, budget: int) -> Tuple[int, int]:

@@ -13,7 +13,7 @@ import pytest
 
 from fairseq_xlmr.evaluation.finetune_eval import evaluate_and_write
 from fairseq_xlmr.evaluation.results import read_results
-from fairseq_xlmr.evaluation.seeds import pretrained_size_args, run_seeds
+from fairseq_xlmr.evaluation.seeds import pretrained_model_args, run_seeds
 from tests.fixtures.fairseq_run import USER_DIR, fairseq_train, json_stats
 from tests.fixtures.tiny_finetune import (
     LANGUAGES,
@@ -89,16 +89,17 @@ def test_max_length_and_positions_are_checked_before_training(model_dir, tmp_pat
     common = ["--text-b-column", "", "--max-epoch", "1"]
     with pytest.raises(ValueError, match=r"`task.max_length` must not exceed the model's max_positions, got 128 > 64"):
         finetune("xlmr_sentence_classification", data, model_dir, tmp_path / "a", "accuracy", *common)
-    with pytest.raises(ValueError, match=r"pretrained model .* has 64; pass --max-positions 64"):
+    with pytest.raises(ValueError, match=r"built with max_positions=128, but the pretrained model .* has max_positions=64; .*--max-positions 64"):
         finetune("xlmr_sentence_classification", data, model_dir, tmp_path / "b", "accuracy", *common,
                  "--max-positions", "128")  # (later on the command line, it wins over MODEL's 64)
     assert not (tmp_path / "a" / "checkpoint_last.pt").exists()
 
 
 def test_sizes_are_read_from_the_pretrained_checkpoint(model_dir):
-    assert pretrained_size_args(model_dir / "model.pt") == [
+    assert pretrained_model_args(model_dir / "model.pt") == [
         "--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
-        "--encoder-attention-heads", "4", "--max-positions", "64"]
+        "--encoder-attention-heads", "4", "--max-positions", "64", "--layer-norm-eps", "1e-05",
+        "--sentence-pooling", "cls"]
 
 
 def test_ner_entity_f1_with_sliding_windows(model_dir, tmp_path):

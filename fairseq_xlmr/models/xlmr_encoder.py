@@ -31,6 +31,8 @@ from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
+from fairseq_xlmr.modules.frozen_states import FrozenStatesCache
+
 logger = logging.getLogger(__name__)
 
 
@@ -219,6 +221,67 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
                 for _ in range(languages))
         for i in range(specific_layers):
             self.layers[i] = XlmrLanguageSpecificLayer([self.build_encoder_layer(cfg) for _ in range(languages)])
+        self.frozen_layers = 0  # set by `freeze`: the bottom layers that neither train nor drop out
+        self.frozen_cache: Optional[FrozenStatesCache] = None
+
+    def freeze(self, embeddings: bool, layers: int, cache_bytes: int = 0) -> None:
+        """Stop training the embeddings and the first `layers` layers (all layers: the final LayerNorm too).
+
+        Frozen layers run without dropout, a fixed feature extractor; with `cache_bytes`, each sentence's
+        states after them are computed once and kept (FrozenStatesCache), so later passes run only the layers
+        above. fairseq's optimizer leaves out the parameters that need no gradient.
+        """
+        if layers and (self.embed_languages is not None or self.embed_tokens_by_language is not None
+                       or any(isinstance(layer, XlmrLanguageSpecificLayer) for layer in self.layers)):
+            raise ValueError("frozen layers read no language ids; fine-tune a model without language embeddings or "
+                             "language-specific parts, or freeze no layers.")
+        modules = [self.embed_tokens, self.embed_positions] if embeddings or layers else []
+        if layers:
+            modules += [self.layernorm_embedding, *self.layers[:layers]]
+        if layers == len(self.layers):
+            modules.append(self.layer_norm)  # the final LayerNorm of pre-LN models
+        for module in modules:
+            if module is not None:
+                module.requires_grad_(False)
+        self.frozen_layers = layers
+        self.frozen_cache = FrozenStatesCache(cache_bytes) if layers and cache_bytes > 0 else None
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_layers:  # no dropout below the trained layers, in training as in evaluation
+            self.dropout_module.eval()
+            for layer in self.layers[:self.frozen_layers]:
+                layer.eval()
+        return self
+
+    def frozen_bottom(self, src_tokens):
+        """`(seq_len, batch, dim)` states after the frozen layers, computed as forward_scriptable does."""
+        padding_mask = src_tokens.eq(self.padding_idx)
+        has_pads = padding_mask.any()
+        x, _ = self.forward_embedding(src_tokens)
+        x = (x * (1 - padding_mask.unsqueeze(-1).type_as(x))).transpose(0, 1)
+        for layer in self.layers[:self.frozen_layers]:
+            x = layer(x, encoder_padding_mask=padding_mask if has_pads else None)
+        return x
+
+    def forward_above_frozen(self, src_tokens):
+        """forward_scriptable's output, the frozen layers' states taken from the cache where it has them."""
+        padding_mask = src_tokens.eq(self.padding_idx)
+        has_pads = padding_mask.any()
+        right_padded = not (padding_mask[:, :-1] & ~padding_mask[:, 1:]).any()
+        with torch.no_grad():
+            if self.frozen_cache is not None and right_padded:
+                x = self.frozen_cache.lookup(src_tokens, padding_mask, self.frozen_bottom)
+            else:
+                x = self.frozen_bottom(src_tokens)
+        for layer in self.layers[self.frozen_layers:]:
+            x = layer(x, encoder_padding_mask=padding_mask if has_pads else None)
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        lengths = (~padding_mask).sum(dim=1, dtype=torch.int32).reshape(-1, 1)
+        return {"encoder_out": [x], "encoder_padding_mask": [padding_mask], "encoder_embedding": [],
+                "encoder_states": [], "fc_results": [], "src_tokens": [], "src_lengths": [lengths]}
 
     def language_specific_embeddings(self, src_tokens, lang_id):
         """`(batch, seq_len)` tokens looked up in their language's table: `(batch, seq_len, dim)`.
@@ -244,6 +307,8 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
         index, used only with language embeddings; positions: optional `(batch, seq_len)` position ids
         (padding_idx + 1 onwards; TLM restarts them for the second segment). Returns fairseq's
         encoder_out dict, states `(seq_len, batch, dim)`."""
+        if self.frozen_layers and not return_all_hiddens and positions is None:
+            return self.forward_above_frozen(src_tokens)
         token_embeddings = None
         specific_layers = [layer for layer in self.layers if isinstance(layer, XlmrLanguageSpecificLayer)]
         if (self.embed_tokens_by_language is not None or specific_layers) and lang_id is None:

@@ -62,9 +62,12 @@ class XlmrFinetuneConfig(FairseqDataclass):
         "keep the token and position embeddings fixed while fine-tuning: training on one language then cannot "
         "move its pieces away from those of the languages tested zero-shot"})
     freeze_layers: int = field(default=0, metadata={"help":
-        "also keep the embeddings and the first N Transformer layers fixed (Wu & Dredze, 2019 froze mBERT's "
-        "lower layers for zero-shot transfer); N = the number of layers freezes the whole encoder, so only the "
-        "head learns, on frozen features (a probe)"})
+        "also keep the embeddings and the first N Transformer layers fixed, and run them without dropout (Wu & "
+        "Dredze, 2019 froze mBERT's lower layers for zero-shot transfer); N = the number of layers freezes the whole "
+        "encoder, so only the head learns, on frozen features (a probe)"})
+    frozen_cache_gb: float = field(default=2.0, metadata={"help":
+        "with --freeze-layers: memory (GiB) for each sentence's states after the frozen layers, kept so that later "
+        "epochs and validations run only the layers above; 0 turns the cache off"})
     # Shared with the rest of the run (no help: fairseq sets them from the checkpoint options).
     seed: int = II("common.seed")
     finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
@@ -256,26 +259,23 @@ class XlmrFinetuneTask(FairseqTask):
         if not from_checkpoint and pretrained and os.path.isfile(pretrained):
             check_matches_pretrained(model.args, pretrained)
         self.add_head(model)
+        # Fine-tuning never runs the LM head: no gradient, no optimizer state (its tied weight is the embeddings').
+        for name, parameter in model.encoder.lm_head.named_parameters():
+            if name != "weight":
+                parameter.requires_grad_(False)
         self.freeze(model.encoder.sentence_encoder)
         return model
 
     def freeze(self, encoder) -> None:
-        """--freeze-embeddings / --freeze-layers; fairseq's trainer optimises only parameters that require a
-        gradient."""
+        """--freeze-embeddings / --freeze-layers (frozen layers run without dropout, their states cached per
+        sentence); fairseq's trainer optimises only parameters that require a gradient."""
         layers, frozen = len(encoder.layers), self.cfg.freeze_layers
         if not 0 <= frozen <= layers:
             raise ValueError(f"`--freeze-layers` must be in [0, {layers}] (the model's encoder layers), got {frozen}; "
                              f"{layers} freezes the whole encoder.")
-        modules = []
-        if self.cfg.freeze_embeddings or frozen > 0:
-            modules += [encoder.embed_tokens, encoder.embed_positions]
-        if frozen > 0:
-            modules += [getattr(encoder, "layernorm_embedding", None), *encoder.layers[:frozen]]
-        if frozen == layers:
-            modules.append(getattr(encoder, "layer_norm", None))  # the final LayerNorm of pre-LN models
-        for module in modules:
-            if module is not None:
-                module.requires_grad_(False)
+        if self.cfg.frozen_cache_gb < 0:
+            raise ValueError(f"`--frozen-cache-gb` must be >= 0, got {self.cfg.frozen_cache_gb}; 0 turns the cache off.")
+        encoder.freeze(self.cfg.freeze_embeddings, frozen, int(self.cfg.frozen_cache_gb * 2**30))
 
     def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
                            ignore_invalid_inputs=False, required_batch_size_multiple=1, **kwargs):

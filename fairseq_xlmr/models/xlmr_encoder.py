@@ -32,6 +32,7 @@ from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
 from fairseq_xlmr.modules.frozen_states import FrozenStatesCache
+from fairseq_xlmr.modules.packing import PackedTokens
 
 logger = logging.getLogger(__name__)
 
@@ -142,18 +143,25 @@ class XlmrSelfAttention(MultiheadAttention):
     """fairseq's MultiheadAttention (same parameters) computed with SDPA for self-attention."""
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=False, attn_mask=None, **kwargs):
-        """query: `(seq_len, batch, embed_dim)`; key_padding_mask: `(batch, seq_len)`, True at padding."""
+        """query: `(seq_len, batch, embed_dim)`; key_padding_mask: `(batch, seq_len)`, True at padding. Or
+        query `(tokens, 1, embed_dim)`, the real tokens packed, with their PackedTokens as key_padding_mask."""
+        packed = key_padding_mask if isinstance(key_padding_mask, PackedTokens) else None
         if need_weights or kwargs.get("incremental_state") is not None:
+            assert packed is None, "fairseq's attention path takes padded batches"
             return super().forward(
                 query, key, value, key_padding_mask=key_padding_mask,
                 need_weights=need_weights, attn_mask=attn_mask, **kwargs,
             )
-        seq_len, batch, embed_dim = query.shape
+        q, k, v = self.q_proj(query), self.k_proj(query), self.v_proj(query)
+        if packed is not None:  # attention itself needs the padded layout
+            q, k, v = packed.unpack(q), packed.unpack(k), packed.unpack(v)
+            key_padding_mask = packed.padding_mask
+        seq_len, batch, embed_dim = q.shape
 
         def heads(x):  # (seq_len, batch, embed_dim) -> (batch, heads, seq_len, head_dim)
             return x.view(seq_len, batch, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
 
-        q, k, v = heads(self.q_proj(query)), heads(self.k_proj(query)), heads(self.v_proj(query))
+        q, k, v = heads(q), heads(k), heads(v)
         mask = None
         if key_padding_mask is not None:
             # SDPA's boolean mask means "may attend"; fairseq's means "is padding".
@@ -164,6 +172,8 @@ class XlmrSelfAttention(MultiheadAttention):
         dropout = self.dropout_module.p if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         out = out.permute(2, 0, 1, 3).reshape(seq_len, batch, embed_dim)
+        if packed is not None:
+            out = packed.pack(out)
         return self.out_proj(out), None
 
 
@@ -255,28 +265,57 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
                 layer.eval()
         return self
 
+    def run_layers(self, x, padding_mask, layers, states=None):
+        """x `(seq_len, batch, dim)` through `layers` (each output appended to `states` when given), on the packed
+        real tokens when at least MIN_PADDING_SHARE of the batch is padding (language-specific layers route
+        whole samples and take the padded batch)."""
+        has_pads = bool(padding_mask.any())
+        if not has_pads or not PackedTokens.worth_it(padding_mask) or \
+                any(isinstance(layer, XlmrLanguageSpecificLayer) for layer in layers):
+            for layer in layers:
+                x = layer(x, encoder_padding_mask=padding_mask if has_pads else None)
+                if states is not None:
+                    states.append(x)
+            return x
+        packed = PackedTokens(padding_mask)
+        x = packed.pack(x)
+        for layer in layers:
+            x = layer(x, encoder_padding_mask=packed)
+            if states is not None:
+                states.append(packed.unpack(x))
+        return packed.unpack(x)
+
+    def forward_scriptable(self, src_tokens, src_lengths=None, return_all_hiddens=False, token_embeddings=None):
+        """fairseq's TransformerEncoderBase.forward_scriptable, its layers run by `run_layers`; states at padding
+        positions are zeros when the batch ran packed."""
+        padding_mask = src_tokens.eq(self.padding_idx)
+        x, embedding = self.forward_embedding(src_tokens, token_embeddings)
+        x = (x * (1 - padding_mask.unsqueeze(-1).type_as(x))).transpose(0, 1)
+        states = [x] if return_all_hiddens else None
+        x = self.run_layers(x, padding_mask, self.layers, states)
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        lengths = (~padding_mask).sum(dim=1, dtype=torch.int32).reshape(-1, 1)
+        return {"encoder_out": [x], "encoder_padding_mask": [padding_mask], "encoder_embedding": [embedding],
+                "encoder_states": states or [], "fc_results": [], "src_tokens": [], "src_lengths": [lengths]}
+
     def frozen_bottom(self, src_tokens):
         """`(seq_len, batch, dim)` states after the frozen layers, computed as forward_scriptable does."""
         padding_mask = src_tokens.eq(self.padding_idx)
-        has_pads = padding_mask.any()
         x, _ = self.forward_embedding(src_tokens)
         x = (x * (1 - padding_mask.unsqueeze(-1).type_as(x))).transpose(0, 1)
-        for layer in self.layers[:self.frozen_layers]:
-            x = layer(x, encoder_padding_mask=padding_mask if has_pads else None)
-        return x
+        return self.run_layers(x, padding_mask, self.layers[:self.frozen_layers])
 
     def forward_above_frozen(self, src_tokens):
         """forward_scriptable's output, the frozen layers' states taken from the cache where it has them."""
         padding_mask = src_tokens.eq(self.padding_idx)
-        has_pads = padding_mask.any()
         right_padded = not (padding_mask[:, :-1] & ~padding_mask[:, 1:]).any()
         with torch.no_grad():
             if self.frozen_cache is not None and right_padded:
                 x = self.frozen_cache.lookup(src_tokens, padding_mask, self.frozen_bottom)
             else:
                 x = self.frozen_bottom(src_tokens)
-        for layer in self.layers[self.frozen_layers:]:
-            x = layer(x, encoder_padding_mask=padding_mask if has_pads else None)
+        x = self.run_layers(x, padding_mask, self.layers[self.frozen_layers:])
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         lengths = (~padding_mask).sum(dim=1, dtype=torch.int32).reshape(-1, 1)

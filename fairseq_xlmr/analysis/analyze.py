@@ -9,6 +9,7 @@ Cross-lingual Structure in Pretrained Language Models", on model directories; ea
     xlmr analyze probe --model-a demo/release --model-b random_init/ --data-dir eval_data/sentiment --out-dir probe/
 """
 
+import argparse
 import json
 import logging
 import time
@@ -50,17 +51,22 @@ def add_arguments(parser) -> None:
 
     common(p["cka"])
     p["cka"].add_argument("--lang-a", default="en", help="language read by model A")
-    p["cka"].add_argument("--lang-b", default="de", help="language read by model B (its lines translate lang-a's)")
+    p["cka"].add_argument("--lang-b", default="de",
+                          help="language read by model B (its lines translate lang-a's); a comma list runs each "
+                               "into OUT_DIR/<lang>")
     p["cka"].add_argument("--data-dir", required=True,
                           help="aligned <lang>.txt files (corpus/udhr) or <a>-<b>.{a,b} files (corpus/para)")
     p["cka"].add_argument("--kernel", choices=cka.KERNELS, default="linear", help="CKA kernel")
     p["cka"].add_argument("--sigma-fraction", type=float, default=0.5,
                           help="RBF width as a fraction of the median distance between sentences")
     p["cka"].add_argument("--max-lines", type=int, default=2000, help="use at most N sentence pairs (0: all)")
+    p["cka"].add_argument("--report-layer", type=int, default=None,
+                          help="with --name: the layer whose same-layer CKA goes to results.json (default: the middle)")
 
     common(p["bli"])
     p["bli"].add_argument("--src", default="en", help="source language (read by model A)")
-    p["bli"].add_argument("--tgt", default="de", help="target language (read by model B)")
+    p["bli"].add_argument("--tgt", default="de",
+                          help="target language (read by model B); a comma list runs each into OUT_DIR/<lang>")
     p["bli"].add_argument("--dictionary", required=True,
                           help="`xlmr fetch-dictionaries` dir (<src>-<tgt>.0-5000.txt + .5000-6500.txt) or one "
                                "MUSE file ordered by source frequency, split by rank")
@@ -76,6 +82,13 @@ def add_arguments(parser) -> None:
     p["bli"].add_argument("--csls-k", type=int, default=10, help="neighbours k of CSLS (MUSE: 10)")
     p["bli"].add_argument("--train-words", type=int, default=5000, help="source words of the training split")
     p["bli"].add_argument("--test-words", type=int, default=1500, help="source words of the test split")
+    p["bli"].add_argument("--report-map", choices=("identity", "procrustes", "refined"), default="identity",
+                          help="with --name: the map whose CSLS P@1 goes to results.json (identity: the model's own "
+                               "space, no bilingual supervision)")
+    for name in ("cka", "bli"):
+        p[name].add_argument("--name", default=None,
+                             help=f"also write OUT_DIR/results.json (for `xlmr report`) under this benchmark name, "
+                                  f"one value per language")
 
     common(p["align"], two_required=True)
     p["align"].add_argument("--src", default="en", help="language read by model A")
@@ -116,9 +129,45 @@ def main(args) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
     run = {"cka": run_cka, "bli": run_bli, "align": run_align, "probe": run_probe}[args.analysis]
-    summary = run(args)
+    field = {"cka": "lang_b", "bli": "tgt"}.get(args.analysis)
+    summary = run_per_language(args, run, field) if field else run(args)
     print(f"{summary}\nwrote {args.out_dir} in {time.time() - start:.0f}s")
     return 0
+
+
+def run_per_language(args, run, field: str) -> str:
+    """`run` once per language of the comma list in `args.<field>` (into OUT_DIR/<lang> when there are several);
+    with --name, OUT_DIR/results.json holds each language's reported value (`reported_value`)."""
+    from fairseq_xlmr.evaluation.results import write_results
+
+    languages = [lang.strip() for lang in getattr(args, field).split(",") if lang.strip()]
+    if not languages or len(set(languages)) != len(languages):
+        raise ValueError(f"--{field.replace('_', '-')} must name languages once each, got {getattr(args, field)!r}.")
+    out, summaries, values = Path(args.out_dir), [], {}
+    for lang in languages:
+        one = argparse.Namespace(**{**vars(args), field: lang,
+                                    "out_dir": str(out / lang) if len(languages) > 1 else args.out_dir})
+        summaries.append(run(one))
+        values[lang] = reported_value(args, Path(one.out_dir))
+    if args.name:
+        what = (f"identity-map CSLS P@1" if args.analysis == "bli" and args.report_map == "identity" else
+                f"{args.report_map} CSLS P@1" if args.analysis == "bli" else "linear CKA")
+        write_results(out, args.name, 1, "accuracy" if args.analysis == "bli" else "cka",
+                      {lang: value for lang, (value, _) in values.items()}, extra={
+                          "measure": what, "layer": next(iter(values.values()))[1]})
+    return "\n".join(summaries)
+
+
+def reported_value(args, out_dir: Path):
+    """(the value results.json reports, its layer) of one finished bli or cka run in `out_dir`."""
+    if args.analysis == "bli":
+        result = json.loads((out_dir / "bli.json").read_text())
+        return result["precision"][args.report_map]["csls"]["1"], result["layer"]
+    result = json.loads((out_dir / "cka.json").read_text())
+    layer = len(result["diagonal"]) // 2 if args.report_layer is None else args.report_layer
+    if not 0 <= layer < len(result["diagonal"]):
+        raise ValueError(f"--report-layer {layer}: the models have layers 0..{len(result['diagonal']) - 1}.")
+    return result["diagonal"][layer], layer
 
 
 def _hubs(args):

@@ -6,14 +6,18 @@
 One random init is one draw: twelve of them retrieve 23.5 % to 49.0 % of the demo's French UDHR
 paragraphs. Per language and for the average this prints the baselines' mean ± std, min and max and how
 many of them the model beats, as a Markdown table (and writes it, with the numbers as JSON beside it).
-Inputs are the `results.json` files of eval-retrieval, finetune-eval and eval-qa (`per_language` +
-`average`); higher must be better ("beats" counts baselines strictly below the model).
+Inputs are the `results.json` files of eval-retrieval, finetune-eval, eval-qa and analyze bli/cka
+(`per_language` + `average`), or run directories of `xlmr finetune-seeds` (`seed<k>/results.json`), read as
+their mean over seeds; higher must be better ("beats" counts baselines strictly below the model). With seeds,
+the table also says whether the model is ahead of the best baseline by more than the seeds' spread: its
+margin over the best baseline's mean exceeds the largest seed standard deviation of the model and of that
+baseline.
 """
 
 import json
 import statistics
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from fairseq_xlmr.atomic import write_atomic
 
@@ -30,15 +34,34 @@ def read_results(path) -> Dict[str, float]:
     return {**{lang: float(v) for lang, v in data["per_language"].items()}, "average": float(data["average"])}
 
 
-def spread(model: Dict[str, float], baselines: List[Dict[str, float]]) -> Dict[str, Dict[str, float]]:
-    """{language: {"model", "mean", "std", "min", "max", "below" (baselines the model beats), "of"}}."""
+def read_run(path) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """(mean, seed std) per language and average of a results.json (std 0) or a finetune-seeds run directory."""
+    path = Path(path)
+    files = sorted(path.glob("seed*/results.json")) if path.is_dir() else [path]
+    if path.is_dir() and not files:
+        files = [path / "results.json"]
+    runs = [read_results(file) for file in files]
+    keys = set(runs[0]).intersection(*runs)
+    means = {key: statistics.fmean(run[key] for run in runs) for key in runs[0] if key in keys}
+    stds = {key: statistics.stdev(run[key] for run in runs) if len(runs) > 1 else 0.0 for key in means}
+    return means, stds
+
+
+def spread(model: Dict[str, float], baselines: List[Dict[str, float]], model_std: Dict[str, float] = None,
+           baseline_stds: List[Dict[str, float]] = None) -> Dict[str, Dict[str, float]]:
+    """{language: {"model", "mean", "std", "min", "max", "below" (baselines the model beats), "of", "margin" (over
+    the best baseline), "seed_std" (the largest seed std of the model and that baseline), "clear" (margin >
+    seed_std)}}; stds are over seeds (0 for single runs)."""
     out = {}
     for lang, score in model.items():
         values = [baseline[lang] for baseline in baselines]
+        best = max(range(len(values)), key=values.__getitem__)
+        seed_std = max((model_std or {}).get(lang, 0.0), (baseline_stds or [{}] * len(values))[best].get(lang, 0.0))
         out[lang] = {"model": score, "mean": statistics.fmean(values),
                      "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                      "min": min(values), "max": max(values),
-                     "below": sum(value < score for value in values), "of": len(values)}
+                     "below": sum(value < score for value in values), "of": len(values),
+                     "margin": score - values[best], "seed_std": seed_std, "clear": score - values[best] > seed_std}
     return out
 
 
@@ -50,13 +73,17 @@ def markdown(table: Dict[str, Dict[str, float]], title: str) -> str:
             ["baselines mean ± std"] + [f"{table[l]['mean']:.1f} ± {table[l]['std']:.1f}" for l in langs],
             ["baselines min-max"] + [f"{table[l]['min']:.1f}-{table[l]['max']:.1f}" for l in langs],
             ["model beats"] + [f"{table[l]['below']}/{table[l]['of']}" for l in langs]]
+    if any(table[l]["seed_std"] for l in langs):
+        rows.append(["margin over the best (seed std)"] + [
+            f"{table[l]['margin']:+.1f} ({table[l]['seed_std']:.1f}){'' if table[l]['clear'] else ' not clear'}"
+            for l in langs])
     return "\n".join([title, ""] + markdown_table([""] + langs, rows)) + "\n"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", help="the model's results.json")
+    parser.add_argument("model", help="the model's results.json, or a finetune-seeds run dir (seed<k>/results.json)")
     parser.add_argument("--baselines", nargs="+", required=True,
-                        help="two or more results.json of baseline runs (e.g. one per random-init seed)")
+                        help="two or more results.json or run dirs of baseline runs (e.g. one per random init)")
     parser.add_argument("--out", default=None, help="write the Markdown table here and its numbers as .json beside it")
     parser.add_argument("--title", default=None, help="line above the table (default: the model's path)")
 
@@ -64,14 +91,14 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     if len(args.baselines) < 2:
         raise ValueError(f"--baselines has {len(args.baselines)} file; a spread needs at least two runs.")
-    model = read_results(args.model)
-    baselines = [read_results(path) for path in args.baselines]
+    model, model_std = read_run(args.model)
+    baselines, baseline_stds = zip(*[read_run(path) for path in args.baselines])
     for path, baseline in zip(args.baselines, baselines):
         missing = sorted(set(model) - set(baseline))
         if missing:
             raise ValueError(f"{path} has no score for {', '.join(missing)}, which {args.model} has; compare runs "
                              "of the same evaluation and languages.")
-    table = spread(model, baselines)
+    table = spread(model, list(baselines), model_std, list(baseline_stds))
     text = markdown(table, args.title or f"{args.model} among {len(baselines)} baseline runs:")
     print(text, end="")
     if args.out:

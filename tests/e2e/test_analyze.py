@@ -149,6 +149,41 @@ def test_bli_contextual_words_from_a_corpus(models, parallel, tmp_path):
               dictionary, "--embeddings", "contextual", "--out-dir", out, "--cpu"])
 
 
+def test_several_languages_each_run_and_results_json_holds_the_reported_values(models, parallel, tmp_path):
+    """--lang-b / --tgt as comma lists: one run per language into OUT_DIR/<lang>, and with --name one results.json
+    for `xlmr report` (CKA at --report-layer, BLI's identity-map CSLS P@1 by default)."""
+    import shutil
+
+    from fairseq_xlmr.evaluation.results import read_results
+
+    data = shutil.copytree(parallel, tmp_path / "parallel")
+    (data / "xx.txt").write_text((data / "en.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "cka"
+    assert xlmr(["analyze", "cka", "--model-a", models["trained"], "--lang-a", "en", "--lang-b", "de,xx",
+                 "--data-dir", data, "--out-dir", out, "--max-lines", "60", "--name", "cka", "--report-layer",
+                 "1", "--cpu"]) == 0
+    results = read_results(out)
+    for lang in ("de", "xx"):
+        assert results["per_language"][lang] == json.loads((out / lang / "cka.json").read_text())["diagonal"][1]
+    assert results["per_language"]["xx"] == pytest.approx(1.0, abs=1e-6)  # the same sentences
+    assert results["layer"] == 1 and results["task"] == "cka"
+
+    words = spelled_words(models["trained"])
+    for tgt in ("xx", "yy"):
+        (tmp_path / f"en-{tgt}.0-5000.txt").write_text("".join(f"{w} {w}\n" for w in words), encoding="utf-8")
+        (tmp_path / f"en-{tgt}.5000-6500.txt").write_text("".join(f"{w} {w}\n" for w in words[::2][:20]),
+                                                          encoding="utf-8")
+    out = tmp_path / "bli"
+    assert xlmr(["analyze", "bli", "--model-a", models["trained"], "--src", "en", "--tgt", "xx,yy", "--dictionary",
+                 tmp_path, "--out-dir", out, "--name", "bli", "--cpu"]) == 0
+    results = read_results(out)
+    assert results["per_language"] == {"xx": 100.0, "yy": 100.0}  # the same word in one space: identity finds it
+    assert results["measure"] == "identity-map CSLS P@1"
+    with pytest.raises(ValueError, match="must name languages once each"):
+        xlmr(["analyze", "bli", "--model-a", models["trained"], "--tgt", "xx,xx", "--dictionary", tmp_path,
+              "--out-dir", tmp_path / "again", "--cpu"])
+
+
 def test_align_per_layer_before_and_after_the_map(models, parallel, tmp_path):
     out = tmp_path / "align"
     assert xlmr(["analyze", "align", "--model-a", models["trained"], "--model-b", models["trained"], "--src", "en",

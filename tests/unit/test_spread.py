@@ -22,7 +22,8 @@ def test_spread_counts_the_baselines_the_model_beats(tmp_path, capsys):
     assert xlmr_main(["spread", str(model), "--baselines", *map(str, baselines), "--out", str(out)]) == 0
     table = json.loads(out.with_suffix(".json").read_text())["spread"]
     assert table["de"] == {"model": 30.0, "mean": pytest.approx(80 / 3), "std": pytest.approx(7.6376, abs=1e-4),
-                           "min": 20.0, "max": 35.0, "below": 2, "of": 3}
+                           "min": 20.0, "max": 35.0, "below": 2, "of": 3, "margin": -5.0, "seed_std": 0.0,
+                           "clear": False}
     assert (table["tr"]["below"], table["tr"]["mean"]) == (1, pytest.approx(34 / 3))
     assert table["average"]["model"] == 20.0 and table["average"]["below"] == 2  # averages 16, 16.5, 24.5
     text = out.read_text()
@@ -44,3 +45,23 @@ def test_spread_refuses_too_few_runs_missing_languages_and_summaries(tmp_path):
     with pytest.raises(ValueError, match="no `per_language` and `average`"):
         xlmr_main(["spread", str(model), "--baselines", str(one), str(summary), "--out", str(out)])
     assert not out.exists()
+
+
+def test_run_directories_are_their_mean_over_seeds_and_the_margin_is_weighed_against_seed_spread(tmp_path):
+    """finetune-seeds layouts (seed<k>/results.json): means over seeds; 'clear' when the margin over the best
+    baseline exceeds the larger seed std of the model and of that baseline."""
+    for seed, (de, tr) in enumerate([(60.0, 40.0), (64.0, 36.0)], start=1):
+        results(tmp_path / "model" / f"seed{seed}" / "results.json", {"de": de, "tr": tr})  # de 62 ± 2.83, tr 38
+    for k, runs in enumerate([[(50.0, 37.0), (52.0, 35.0)], [(55.0, 30.0), (55.0, 30.0)]]):
+        for seed, (de, tr) in enumerate(runs, start=1):
+            results(tmp_path / f"random{k}" / f"seed{seed}" / "results.json", {"de": de, "tr": tr})
+    out = tmp_path / "pos.md"
+    assert xlmr_main(["spread", str(tmp_path / "model"), "--baselines", str(tmp_path / "random0"),
+                      str(tmp_path / "random1"), "--out", str(out)]) == 0
+    table = json.loads(out.with_suffix(".json").read_text())["spread"]
+    assert table["de"]["model"] == 62.0 and table["de"]["max"] == 55.0 and table["de"]["below"] == 2
+    assert table["de"]["margin"] == 7.0 and table["de"]["seed_std"] == pytest.approx(2.8284, abs=1e-4)
+    assert table["de"]["clear"] is True
+    # tr: 38 against the best baseline's 36 (random0, std 1.41) with the model's own std 2.83: not clear
+    assert table["tr"]["margin"] == 2.0 and table["tr"]["clear"] is False
+    assert "| margin over the best (seed std) | +7.0 (2.8) | +2.0 (2.8) not clear |" in out.read_text()

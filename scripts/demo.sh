@@ -6,7 +6,7 @@
 #          -> one-pass binarisation -> language-sampled MLM pretraining (hydra_configs/pretrain/demo.yaml)
 #          -> per-language validation perplexity at init vs trained, a PNG of per-language losses, and
 #          the model dir $DEMO_DIR/release that the evaluation scripts read.
-# Languages: the 8 that the real evaluations test (POS, sentiment, UDHR; scripts/eval_demo_transfer.sh) plus
+# Languages: the 8 that the real evaluations test (POS, sentiment, UDHR; scripts/eval_transfer.sh) plus
 #          ru (another script). A 4x128 model spread over 16 languages did not transfer (curse of
 #          multilinguality, XLM-R §5); DEMO_LANGS takes any languages `xlmr fetch-corpora` knows.
 # Expected: about 27 minutes; every language's perplexity falls by a large factor (README shows a run).
@@ -21,7 +21,7 @@ DEMO_VOCAB=${DEMO_VOCAB:-8000}
 BIN=.venv/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-# 500 gettext pairs per language leave all training text: heldout/, in-domain retrieval (eval_demo_transfer.sh).
+# 500 gettext pairs per language leave all training text: heldout/, in-domain retrieval (eval_transfer.sh).
 corpus=("$BIN/xlmr" fetch-corpora --out-dir "$DEMO_DIR/corpus" --heldout-pairs 500
         --sources "${DEMO_SOURCES:-fortunes,gettext,udhr}")
 [[ -n "${XLMR_CACHE:-}" ]] && corpus+=(--cache-dir "$XLMR_CACHE")
@@ -42,7 +42,7 @@ step "2/5 SentencePiece"; "${spm[@]}"
 step "3/5 binarize"; "${binarize[@]}"
 step "4/5 pretrain"; rm -rf "$DEMO_DIR/checkpoints" "$DEMO_DIR/train.log"; "${train[@]}"
 step "5/5 evaluate"
-# The model dir every evaluation reads (eval_demo_transfer.sh, hub.from_pretrained, --finetune-from-model).
+# The model dir every evaluation reads (eval_transfer.sh, hub.from_pretrained, --finetune-from-model).
 rm -rf "$DEMO_DIR/release"; mkdir -p "$DEMO_DIR/release"
 cp "$DEMO_DIR/checkpoints/checkpoint_last.pt" "$DEMO_DIR/release/model.pt"
 cp "$DEMO_DIR/spm/sentencepiece.bpe.model" "$DEMO_DIR/spm/dict.txt" "$DEMO_DIR/release/"

@@ -87,8 +87,8 @@ def add_arguments(parser) -> None:
                                "space, no bilingual supervision)")
     for name in ("cka", "bli"):
         p[name].add_argument("--name", default=None,
-                             help=f"also write OUT_DIR/results.json (for `xlmr report`) under this benchmark name, "
-                                  f"one value per language")
+                             help="also write OUT_DIR/results.json (for `xlmr report`) under this benchmark name, "
+                                  "one value per language")
 
     common(p["align"], two_required=True)
     p["align"].add_argument("--src", default="en", help="language read by model A")
@@ -150,7 +150,7 @@ def run_per_language(args, run, field: str) -> str:
         summaries.append(run(one))
         values[lang] = reported_value(args, Path(one.out_dir))
     if args.name:
-        what = (f"identity-map CSLS P@1" if args.analysis == "bli" and args.report_map == "identity" else
+        what = ("identity-map CSLS P@1" if args.analysis == "bli" and args.report_map == "identity" else
                 f"{args.report_map} CSLS P@1" if args.analysis == "bli" else "linear CKA")
         write_results(out, args.name, 1, "accuracy" if args.analysis == "bli" else "cka",
                       {lang: value for lang, (value, _) in values.items()}, extra={

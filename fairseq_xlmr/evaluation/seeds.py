@@ -31,6 +31,14 @@ from fairseq_xlmr.evaluation.results import RESULTS_FILE, aggregate_seeds, forma
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
+TRANSFER_TOP_LAYERS = 2
+RECIPES = {
+    "xtreme": "every weight trains (XLM-R's and XTREME's fine-tuning; with full training sets it reproduces the paper's "
+              "tables)",
+    "transfer": f"the embeddings and all but the top {TRANSFER_TOP_LAYERS} layers of the pretrained model stay frozen "
+                "(without dropout, their states cached): on small training sets it keeps the zero-shot transfer that "
+                "training every weight loses, and trains several times faster",
+}
 BEST_CHECKPOINT = "checkpoint_best.pt"
 OWN_OPTIONS = ("--seed", "--save-dir")  # set per run by the driver
 
@@ -45,6 +53,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=float, default=None,
                         help="epochs of a linearly decaying learning rate (sets --max-update; use with "
                              "--lr-scheduler polynomial_decay); without it, the fairseq-train arguments decide")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="xtreme",
+                        help="; ".join(f"{name}: {text}" for name, text in RECIPES.items()))
     parser.add_argument("--warmup-ratio", type=float, default=0.0,
                         help="share of the updates with linear warmup, with --epochs (XTREME: 0; fairseq's GLUE "
                              "recipe: 0.06)")
@@ -54,7 +64,7 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     summary = run_seeds(args.name, args.seeds, args.save_dir, args.train_args, cpu=args.cpu, epochs=args.epochs,
-                        warmup_ratio=args.warmup_ratio)
+                        warmup_ratio=args.warmup_ratio, recipe=args.recipe)
     print(format_summary(summary))
     return 0
 
@@ -102,6 +112,21 @@ def pretrained_model_args(checkpoint_path) -> List[str]:
     return as_train_args(pretrained_model_options(checkpoint_path))
 
 
+def recipe_args(recipe: str, checkpoint_path) -> List[str]:
+    """fairseq-train options of a RECIPES entry for the pretrained checkpoint (None: no pretrained model)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"--recipe {recipe!r}; known: {', '.join(RECIPES)}.")
+    if recipe == "xtreme":
+        return []
+    if checkpoint_path is None:
+        raise ValueError("--recipe transfer freezes the lower layers of a pretrained model; pass --finetune-from-model "
+                         "among the fairseq-train arguments.")
+    from fairseq_xlmr.data.finetune_files import pretrained_model_options
+
+    layers = pretrained_model_options(checkpoint_path)["encoder_layers"]
+    return ["--freeze-layers", str(max(0, layers - TRANSFER_TOP_LAYERS))]
+
+
 def schedule_args(train_args: List[str], epochs: float, warmup_ratio: float) -> List[str]:
     """--max-update/--warmup-updates for `epochs` epochs of the training set the arguments describe."""
     from fairseq import options, tasks
@@ -127,7 +152,7 @@ def schedule_args(train_args: List[str], epochs: float, warmup_ratio: float) -> 
 
 
 def run_seeds(name: str, seeds: Sequence[int], save_dir, train_args: Sequence[str], cpu: bool = False,
-              epochs: float = None, warmup_ratio: float = 0.0,
+              epochs: float = None, warmup_ratio: float = 0.0, recipe: str = "xtreme",
               train: Callable[[List[str]], None] = fairseq_train_subprocess) -> Dict:
     """Train and evaluate one run per seed (skipping seeds already done); return and write the summary."""
     if len(set(seeds)) != len(seeds):
@@ -138,6 +163,8 @@ def run_seeds(name: str, seeds: Sequence[int], save_dir, train_args: Sequence[st
     if "--user-dir" not in train_args:
         train_args += ["--user-dir", str(Path(__file__).resolve().parents[1])]
     pretrained = option_value(train_args, "--finetune-from-model")
+    # First on the command line, so that options given explicitly win (fairseq keeps the last occurrence).
+    train_args = recipe_args(recipe, pretrained) + train_args
     if pretrained:
         train_args = pretrained_model_args(pretrained) + train_args
     if epochs is not None:

@@ -37,6 +37,9 @@ from fairseq_xlmr.modules.packing import PackedTokens
 logger = logging.getLogger(__name__)
 
 
+SENTENCE_POOLING_CHOICES = ChoiceEnum(["cls", "mean"])
+
+
 @dataclass
 class XlmrEncoderConfig(FairseqDataclass):
     # Sizes and LayerNorm placement are None here and come from the architecture preset
@@ -58,7 +61,7 @@ class XlmrEncoderConfig(FairseqDataclass):
         metadata={"help": "epsilon of every LayerNorm: fairseq's and XLM-R's 1e-5; BERT-family models "
                   "(multilingual-e5, Multilingual-MiniLM) were trained with 1e-12"},
     )
-    sentence_pooling: ChoiceEnum(["cls", "mean"]) = field(
+    sentence_pooling: SENTENCE_POOLING_CHOICES = field(
         default="cls",
         metadata={"help": "how a sentence vector is read from this encoder: cls (the <s> state, as XLM-R's "
                   "sentence heads read it) or mean (the mean of the non-pad states, as multilingual-e5 was trained); "

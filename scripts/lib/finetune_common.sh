@@ -5,7 +5,9 @@
 # array task_args (data and task options) and defaults for LR, EPOCHS and BATCH; "$@" (the caller's
 # arguments) are extra fairseq-train arguments and come last, so they win.
 #
-# Env: MODEL (pretrained model.pt; dict.txt and sentencepiece.bpe.model beside it), SPM (a
+# Env: RECIPE (xtreme: every weight trains, the paper's recipe; transfer: all but the top 2 layers frozen, which keeps
+#      zero-shot transfer on small training sets: see `xlmr finetune-seeds --help`),
+#      MODEL (pretrained model.pt; dict.txt and sentencepiece.bpe.model beside it), SPM (a
 #      SentencePiece model elsewhere, with its dict.txt beside it), ARCH (xlmr_base; xlmr_xl/xlmr_xxl for
 #      pre-LayerNorm checkpoints; sizes are read from MODEL), SEEDS ("1 2 3 4 5"), SAVE_DIR, FP16 (1 on GPU,
 #      0 otherwise), XLMR.
@@ -15,6 +17,7 @@ XLMR="${XLMR:-$(dirname "${BASH_SOURCE[0]}")/../../.venv/bin/xlmr}"
 MODEL=${MODEL:-xlmr.base/model.pt}
 ARCH=${ARCH:-xlmr_base}
 SEEDS=${SEEDS:-1 2 3 4 5}
+RECIPE=${RECIPE:-xtreme}
 read -r -a seeds <<< "$SEEDS"
 
 model_args=(--arch "$ARCH" --finetune-from-model "$MODEL")
@@ -34,5 +37,6 @@ fi
 select_args=(--best-checkpoint-metric "$METRIC" --maximize-best-checkpoint-metric --no-epoch-checkpoints
              --find-unused-parameters --log-format json --log-interval 100)
 
-"$XLMR" finetune-seeds --name "$NAME" --seeds "${seeds[@]}" --save-dir "$SAVE_DIR" --epochs "$EPOCHS" -- \
+"$XLMR" finetune-seeds --name "$NAME" --seeds "${seeds[@]}" --save-dir "$SAVE_DIR" --epochs "$EPOCHS" \
+  --recipe "$RECIPE" -- \
   "${task_args[@]}" "${model_args[@]}" "${optim_args[@]}" "${select_args[@]}" "$@"

@@ -37,3 +37,16 @@ def test_the_evaluator_follows_the_training_task():
     assert seeds.evaluator(["data", "--task=xlmr_span_qa"]) is eval_qa.evaluate_and_write
     assert seeds.evaluator(["data", "--task", "xlmr_token_classification"]) is finetune_eval.evaluate_and_write
     assert seeds.evaluator(["data"]) is finetune_eval.evaluate_and_write
+
+
+def test_the_transfer_recipe_freezes_all_but_the_top_two_layers_of_the_pretrained_model(tmp_path):
+    import torch
+
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"cfg": {"model": {"encoder_layers": 12, "encoder_embed_dim": 384}}, "model": {}}, checkpoint)
+    assert seeds.recipe_args("transfer", checkpoint) == ["--freeze-layers", "10"]
+    assert seeds.recipe_args("xtreme", checkpoint) == []
+    with pytest.raises(ValueError, match="needs|pass --finetune-from-model"):
+        seeds.recipe_args("transfer", None)
+    with pytest.raises(ValueError, match="known: xtreme, transfer"):
+        seeds.recipe_args("frozen", checkpoint)

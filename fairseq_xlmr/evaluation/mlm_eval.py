@@ -1,7 +1,8 @@
 """`xlmr eval-mlm`: per-language masked-LM loss and perplexity of an `xlmr_mlm` checkpoint.
 
 With `--with-init` it also scores a freshly initialised model of the same architecture and seed:
-the "before training" column of `make demo`.
+the "before training" column of `make demo`. With `--start CKPT` it also scores another checkpoint's weights
+on the same data and masks: the model a continued-pretraining run started from.
 
 The validation masks are drawn from a seed, by default the run's own (`common.seed`), so runs trained
 with different seeds are scored on different masks; that alone moves a mean perplexity by a few points
@@ -31,6 +32,9 @@ def add_arguments(parser):
     parser.add_argument("--split", default="valid", help="split to score (default: valid)")
     parser.add_argument("--with-init", action="store_true",
                         help="also score the randomly initialised model (same architecture and seed)")
+    parser.add_argument("--start", default=None,
+                        help="also score this checkpoint's weights (same architecture, e.g. the model dir's model.pt "
+                             "a continued-pretraining run started from) on the same data and masks")
     parser.add_argument("--mask-seed", type=int, default=None,
                         help="seed of the validation masks (default: the checkpoint's own common.seed, so "
                              "runs trained with different seeds are scored on different masks); give the same "
@@ -85,9 +89,9 @@ def language_losses(model, task, criterion, split, batch_size):
     return results
 
 
-def evaluate(checkpoint_path, data=None, split="valid", with_init=False, batch_size=32, mask_seed=None):
-    """{"trained": per-language results[, "init": per-language results], "mask_seed": the seed the masks
-    were drawn from (`mask_seed`, or the run's own when None)}."""
+def evaluate(checkpoint_path, data=None, split="valid", with_init=False, batch_size=32, mask_seed=None, start=None):
+    """{"trained": per-language results[, "init": ...][, "start": ...], "mask_seed": the seed the masks were drawn
+    from (`mask_seed`, or the run's own when None)}."""
     cfg, task, state = load_run(checkpoint_path, data, mask_seed)
     task.load_dataset(split)
     # The plain masked-LM loss, whichever criterion trained the model (see the module docstring).
@@ -97,13 +101,16 @@ def evaluate(checkpoint_path, data=None, split="valid", with_init=False, batch_s
     results = {"mask_seed": int(cfg.task.seed)}
     if with_init:
         results["init"] = language_losses(model, task, criterion, split, batch_size)
+    if start is not None:
+        model.load_state_dict(checkpoint.load(start)["model"], strict=True)
+        results["start"] = language_losses(model, task, criterion, split, batch_size)
     model.load_state_dict(state["model"], strict=True)
     results["trained"] = language_losses(model, task, criterion, split, batch_size)
     return results
 
 
 def format_table(results):
-    columns = [name for name in ("init", "trained") if name in results]
+    columns = [name for name in ("init", "start", "trained") if name in results]
     header = "| lang | " + " | ".join(f"ppl {name}" for name in columns) + " | predicted tokens |"
     lines = [header, "|" + "---|" * (len(columns) + 2)]
     for lang, trained in results["trained"].items():
@@ -113,7 +120,8 @@ def format_table(results):
 
 
 def main(args):
-    results = evaluate(args.checkpoint, args.data, args.split, args.with_init, args.batch_size, args.mask_seed)
+    results = evaluate(args.checkpoint, args.data, args.split, args.with_init, args.batch_size, args.mask_seed,
+                       args.start)
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -28,6 +28,7 @@ from omegaconf import II, MISSING
 from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, check_alpha, sampling_probs, size_ratios
 from fairseq_xlmr.data.masking import SPM_WORD_START, XlmrMaskTokensDataset
 from fairseq_xlmr.data.padding import PadToMultipleDataset
+from fairseq_xlmr.data.finetune_files import check_matches_pretrained
 from fairseq_xlmr.preprocess.spm import SPM_FILENAME, check_spm_matches_dict
 from fairseq_xlmr.tasks.length_check import check_fits_model
 
@@ -71,6 +72,7 @@ class XlmrMlmConfig(FairseqDataclass):
     # Shared with the rest of the run (no help: fairseq sets them from common/dataset options).
     seed: int = II("common.seed")
     train_subset: str = II("dataset.train_subset")
+    finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
 
 
 class LanguageStats(NamedTuple):
@@ -131,6 +133,8 @@ class XlmrMlmTask(FairseqTask):
         model = super().build_model(cfg, from_checkpoint)
         check_fits_model(model, self.cfg.tokens_per_sample, "tokens_per_sample",
                          "lower --tokens-per-sample or raise --max-positions.")
+        if not from_checkpoint and self.cfg.finetune_from_model:  # continued pretraining (language adaptation)
+            check_matches_pretrained(model.args, self.cfg.finetune_from_model)
         return model
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):

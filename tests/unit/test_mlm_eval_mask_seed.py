@@ -65,3 +65,18 @@ def test_cli_writes_results_for_the_report_and_rejects_a_negative_seed(seed2_run
 
     with pytest.raises(ValueError, match="--mask-seed must be >= 0, got -1"):
         evaluate(trained, mask_seed=-1)
+
+
+def test_start_scores_another_checkpoints_weights_on_the_same_masks(seed2_run, tmp_path):
+    """--start: the weights a continued-pretraining run started from, under the run's task and masks."""
+    trained, relabelled = seed2_run
+    results = evaluate(trained, with_init=True, start=trained)
+    assert results["start"] == results["trained"]  # the same weights, the same masks: the same numbers
+    state = checkpoint.load(trained)
+    state["model"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in state["model"].items()}
+    halved = tmp_path / "halved.pt"
+    torch.save(state, halved)
+    other = evaluate(trained, start=str(halved))
+    assert other["trained"] == results["trained"]
+    assert all(other["start"][lang]["loss"] != other["trained"][lang]["loss"] for lang in ("en", "sw"))
+    assert all(other["start"][lang]["predicted"] == other["trained"][lang]["predicted"] for lang in ("en", "sw"))

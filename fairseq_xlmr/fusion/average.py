@@ -7,7 +7,6 @@ and `xlmr eval-mlm` read it like any other.
 """
 
 import io
-import logging
 import os
 import re
 import shutil
@@ -21,8 +20,6 @@ from omegaconf import OmegaConf
 from fairseq_xlmr import checkpoint
 from fairseq_xlmr.atomic import write_atomic
 from fairseq_xlmr.hub import DICT_FILE, SPM_FILE, embedding_rows
-
-logger = logging.getLogger(__name__)
 
 # fairseq's checkpoint names: checkpoint_<epoch>_<update>.pt (--save-interval-updates) and checkpoint<epoch>.pt.
 UPDATE_CHECKPOINT = re.compile(r"^checkpoint_(\d+)_(\d+)\.pt$")
@@ -39,7 +36,7 @@ def add_arguments(parser) -> None:
                         help="comma-separated weights, one per checkpoint, normalised to sum 1 (default: uniform)")
     parser.add_argument("--dict", default=None,
                         help="comma-separated dict.txt files, one per checkpoint or one for all (default: "
-                             "dict.txt beside each checkpoint, else in its run's task.data)")
+                             "dict.txt beside each checkpoint, else in its run's task.data; none found is an error)")
     parser.add_argument("--out", required=True,
                         help="output checkpoint (.pt); dict.txt and sentencepiece.bpe.model found beside the "
                              "inputs are copied beside it, so a `model.pt` output makes a model dir")
@@ -115,31 +112,58 @@ def average_state_dicts(states: Sequence[Dict[str, torch.Tensor]], weights: Sequ
     return averaged
 
 
-def find_dictionary(path: Path, state) -> Optional[Path]:
-    """dict.txt beside the checkpoint, else the one in its run's (first) task.data dir, else None."""
-    beside = path.parent / DICT_FILE
-    if beside.is_file():
-        return beside
+def dictionary_candidates(path: Path, state) -> List[Path]:
+    """Where a checkpoint's dict.txt may be: beside it, then in its run's (first) task.data dir, which a
+    relative task.data names from the directory the run was started in."""
+    candidates = [path.parent / DICT_FILE]
     cfg = state.get("cfg")
     data = None
     if cfg is not None and cfg.get("task") is not None:
         task = OmegaConf.to_container(cfg["task"]) if OmegaConf.is_config(cfg["task"]) else cfg["task"]
         data = task.get("data")
     if data:
-        candidate = Path(str(data).split(":")[0]) / DICT_FILE
-        if candidate.is_file():
-            return candidate
-    return None
+        candidates.append(Path(str(data).split(":")[0]) / DICT_FILE)
+    return candidates
+
+
+def find_dictionary(path: Path, state) -> Optional[Path]:
+    """The first of `dictionary_candidates` that exists, else None."""
+    return next((c for c in dictionary_candidates(path, state) if c.is_file()), None)
+
+
+def recorded_fingerprint(state) -> str:
+    """The `model.dictionary_fingerprint` a checkpoint was saved with (cfg, or legacy args); "" when none."""
+    model = (state.get("cfg") or {}).get("model")
+    if model is None:
+        model = state.get("args")
+    if isinstance(model, dict) or OmegaConf.is_config(model):
+        return model.get("dictionary_fingerprint") or ""
+    return getattr(model, "dictionary_fingerprint", "") or ""
+
+
+def check_fingerprints(paths: Sequence[Path], states) -> None:
+    """Checkpoints that recorded the dictionary they were trained with must have recorded the same one:
+    equal shapes do not make equal vocabularies, and averaging rows of different pieces is meaningless."""
+    recorded = [(path, fp) for path, fp in zip(paths, map(recorded_fingerprint, states)) if fp]
+    for path, fingerprint in recorded[1:]:
+        ref_path, ref = recorded[0]
+        if fingerprint != ref:
+            raise ValueError(f"{path} and {ref_path} were trained with different dictionaries "
+                             f"(`model.dictionary_fingerprint` {fingerprint} vs {ref}); parameters of different "
+                             "vocabularies cannot be averaged: average only checkpoints of one vocabulary.")
 
 
 def check_dictionaries(paths: Sequence[Path], states, dict_files: Sequence[Optional[Path]]) -> None:
-    """Same symbols in every dictionary found, and each checkpoint's embedding rows fit its dictionary."""
+    """A dictionary for every checkpoint, the same symbols in all, and each checkpoint's embedding rows
+    fitting its dictionary."""
     loaded = []
     for path, state, dict_file in zip(paths, states, dict_files):
         if dict_file is None:
-            logger.warning("no dict.txt found for %s (beside it or in its task.data); only its embedding shape is "
-                           "checked. Pass --dict to check the vocabulary too.", path)
-            continue
+            looked = ", ".join(str(c) for c in dictionary_candidates(path, state))
+            raise ValueError(f"no dict.txt found for {path} (looked at {looked}; a relative task.data is read "
+                             f"from the current directory, {os.getcwd()}); without it the vocabulary cannot be "
+                             "checked. Pass --dict (one for all checkpoints or one each), or run from the "
+                             "directory the training ran in.")
         dictionary = Dictionary.load(str(dict_file))
         rows = embedding_rows(state["model"])
         # The MLM task appends <mask> after loading dict.txt; fine-tuned models keep that row.
@@ -174,6 +198,7 @@ def average_checkpoints(paths: Sequence, weights: Optional[Sequence[float]] = No
     for path, state in zip(paths, states):
         if "model" not in state:
             raise ValueError(f"{path} has no `model` state dict: not a fairseq checkpoint.")
+    check_fingerprints(paths, states)
     if dict_files is None:
         dict_files = [find_dictionary(path, state) for path, state in zip(paths, states)]
     check_dictionaries(paths, states, [Path(d) if d else None for d in dict_files])

@@ -15,6 +15,8 @@ Split policy: valid/test are chosen by a content hash, not by position. Each sen
 test, the rest to train, each split keeping file order. The choice is deterministic, independent of
 file order and worker count, and every copy of a sentence lands in the same split, so valid/test never
 leak into train even without `--dedup` (without it, a split may hold a few more lines than asked).
+Without `--valid-lines` the CLI holds out 1% of each language's lines, at least 10 and at most 500
+(`default_valid_lines`), since fairseq-train validates on `valid` unless given --disable-validation.
 Shards: train is cut into K contiguous, near-equal blocks in file order; valid/test are written to
 every shard (identical files), so whichever shard an epoch reads has the same held-out sets.
 
@@ -26,10 +28,14 @@ aligned line by line (as `xlmr fetch-corpora` writes corpus/para/) become
 
 A pair is dropped when either side is empty or not valid UTF-8, so the two sides stay aligned; the
 split (and `--dedup`) works on pairs, hashed over both sides' ids.
+
+`--overwrite` replaces only the files named above (from any earlier run, in any mode): other files in
+`--dest-dir` (notes, a README, logs) are carried over into the new directory.
 """
 
 import hashlib
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -54,6 +60,13 @@ _DROP = -1  # split code of a removed duplicate
 # Bytes per work item: bounds worker memory and gives the progress bar a step; any value gives the
 # same output, since every per-line decision is made from the line alone or in the parent.
 CHUNK_BYTES = 8 << 20
+# `--valid-lines` when not given, per language (or pair): 1% of its lines, at least VALID_MIN so the
+# validation loss is not noise, at most VALID_MAX so validating a hundred languages stays quick.
+VALID_FRACTION, VALID_MIN, VALID_MAX = 0.01, 10, 500
+DEFAULT_VALID_RULE = f"{VALID_FRACTION:.0%} of the lines, at least {VALID_MIN}, at most {VALID_MAX}"
+# The files `xlmr binarize` writes in --dest-dir, relative to it (all modes, shards included):
+# dict.txt, shard<k>/dict.txt, [shard<k>/]<lang>/<split>.{bin,idx}, <src>-<tgt>/<split>.<lang>.{bin,idx}.
+OUTPUT_FILE = re.compile(r"(shard\d+/)?(dict\.txt|[^/]+/(train|valid|test)(\.[^./]+)?\.(bin|idx))")
 
 
 def add_arguments(parser) -> None:
@@ -71,8 +84,11 @@ def add_arguments(parser) -> None:
                         help=f"fairseq dict.txt matching --spm-model (default: {DICT_FILENAME} beside it)")
     parser.add_argument("--dest-dir", required=True, help="output directory (data-bin)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
-    parser.add_argument("--valid-lines", type=int, default=0,
-                        help="distinct sentences per language held out for valid (chosen by content hash)")
+    parser.add_argument("--valid-lines", type=int, default=None,
+                        help="distinct sentences per language held out for valid (chosen by content hash); "
+                        f"default: {DEFAULT_VALID_RULE} (a language needs more lines than that), enough for a "
+                        "steady validation loss at a small cost in training text. fairseq-train reads this split "
+                        "unless given --disable-validation; 0 writes none")
     parser.add_argument("--test-lines", type=int, default=0,
                         help="distinct sentences per language held out for test (chosen by content hash)")
     parser.add_argument("--num-shards", type=int, default=1,
@@ -80,7 +96,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dedup", action="store_true",
                         help="drop exact duplicates within a language (equal SentencePiece ids), "
                         "keeping the first")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --dest-dir")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an earlier `xlmr binarize` in --dest-dir (dict.txt, "
+                        "[shardK/]<lang>/<split>.{bin,idx}, <src>-<tgt>/<split>.<lang>.{bin,idx}); other files "
+                        "there are kept")
 
 
 def main(args) -> int:
@@ -206,6 +225,16 @@ def assign_splits(hashes: np.ndarray, valid_lines: int, test_lines: int, dedup: 
 def shard_ids(num_train: int, num_shards: int) -> np.ndarray:
     """(num_train,) shard of each train sentence: K contiguous near-equal blocks in file order."""
     return (np.arange(num_train, dtype=np.int64) * num_shards // max(num_train, 1)).astype(np.int64)
+
+
+def default_valid_lines(num_lines: int) -> int:
+    """Sentences held out for valid from a language (or pair) of `num_lines` lines without --valid-lines."""
+    return min(VALID_MAX, max(VALID_MIN, int(num_lines * VALID_FRACTION)))
+
+
+def is_output_file(relative_path: str) -> bool:
+    """Whether a path inside --dest-dir (POSIX, relative to it) is one `xlmr binarize` writes."""
+    return OUTPUT_FILE.fullmatch(relative_path) is not None
 
 
 # --------------------------------------------------------------------------- workers
@@ -360,33 +389,95 @@ def _write_language(lang: str, chunks: List[ChunkResult], root: Path, dtype, val
 # --------------------------------------------------------------------------- driver
 
 
+def _check_split_sizes(valid_lines: Optional[int], test_lines: int) -> None:
+    for name, value in (("--valid-lines", valid_lines), ("--test-lines", test_lines)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}.")
+
+
+def _held_out_sizes(files: Dict[str, Path], valid_lines: Optional[int], test_lines: int,
+                    unit: str) -> Dict[str, int]:
+    """Valid sentences per language (or pair; `unit` says which): `valid_lines`, or when None the
+    default for its number of lines. ValueError for one whose lines would leave nothing to train on."""
+    if valid_lines == 0 and test_lines == 0:
+        return dict.fromkeys(files, 0)
+    sizes = {}
+    for name, path in files.items():
+        n = count_lines(path)
+        valid = default_valid_lines(n) if valid_lines is None else valid_lines
+        if n <= valid + test_lines:
+            if valid_lines is None:
+                raise ValueError(f"{unit} {name!r} has {n} lines, not more than the default --valid-lines {valid} "
+                                 f"({DEFAULT_VALID_RULE}) + --test-lines {test_lines}; add text, or pass a "
+                                 "smaller --valid-lines (0 writes no valid split: then train with "
+                                 "--disable-validation).")
+            raise ValueError(f"{unit} {name!r} has {n} lines, not more than --valid-lines {valid} + "
+                             f"--test-lines {test_lines}; lower them or add text.")
+        sizes[name] = valid
+    return sizes
+
+
+def _check_dest_dir(dest_dir: Path, overwrite: bool) -> None:
+    """--dest-dir must be a directory (or absent), without outputs of an earlier run unless --overwrite."""
+    if dest_dir.exists() and not dest_dir.is_dir():
+        raise ValueError(f"--dest-dir {str(dest_dir)!r} is a file; choose a directory.")
+    if overwrite or not dest_dir.exists():
+        return
+    ours = [rel for rel, _ in _walk(dest_dir) if is_output_file(rel.as_posix())]
+    if ours:
+        raise ValueError(f"--dest-dir {str(dest_dir)!r} already holds data of `xlmr binarize` ({len(ours)} files, "
+                         f"e.g. {ours[0].as_posix()}); pass --overwrite to replace them (other files there are "
+                         "kept) or choose another directory.")
+
+
+def _walk(root: Path):
+    """(path relative to `root`, is an empty directory) for every file, symlink and empty directory
+    under `root`; symlinked directories are listed, not entered."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        links = [d for d in dirnames if (here / d).is_symlink()]
+        dirnames[:] = [d for d in dirnames if d not in links]
+        if here != root and not (dirnames or filenames or links):
+            yield here.relative_to(root), True
+        for name in sorted(filenames + links):
+            yield (here / name).relative_to(root), False
+
+
+def _install(tmp: Path, dest_dir: Path) -> None:
+    """Make the finished output `tmp` the new `dest_dir`, keeping the files of the old one that
+    binarize does not write: they are hard-linked (else copied) into `tmp` first, so the old directory
+    stays whole until the swap, and readers see the old or the new one, never a mix."""
+    if dest_dir.is_dir():
+        for rel, empty_dir in _walk(dest_dir):
+            if empty_dir:
+                (tmp / rel).mkdir(parents=True, exist_ok=True)
+                continue
+            if is_output_file(rel.as_posix()):
+                continue  # replaced by this run's output, or stale (a language or split no longer written)
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(dest_dir / rel, tmp / rel, follow_symlinks=False)
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(dest_dir / rel, tmp / rel, follow_symlinks=False)
+    replace_dir(tmp, dest_dir)
+
+
 def _check_options(corpus_dir, spm_model, dict_path, dest_dir, languages, workers, valid_lines,
-                   test_lines, num_shards, overwrite) -> Dict[str, Path]:
-    """Every user mistake as a ValueError before any work; returns the language files."""
+                   test_lines, num_shards, overwrite) -> Tuple[Dict[str, Path], Dict[str, int]]:
+    """Every user mistake as a ValueError before any work; returns the language files and the valid
+    sentences of each language."""
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}.")
     if num_shards < 1:
         raise ValueError(f"--num-shards must be >= 1, got {num_shards}.")
-    for name, value in (("--valid-lines", valid_lines), ("--test-lines", test_lines)):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}.")
+    _check_split_sizes(valid_lines, test_lines)
     files = resolve_language_files(corpus_dir, languages)
     for name, path in (("--spm-model", spm_model), ("--dict", dict_path)):
         if not Path(path).is_file():
             raise ValueError(f"{name} {str(path)!r} does not exist; write it with `xlmr train-spm`.")
     check_spm_matches_dict(spm_model, dict_path)
-    if Path(dest_dir).exists() and not Path(dest_dir).is_dir():
-        raise ValueError(f"--dest-dir {str(dest_dir)!r} is a file; choose a directory.")
-    if Path(dest_dir).exists() and any(Path(dest_dir).iterdir()) and not overwrite:
-        raise ValueError(f"--dest-dir {str(dest_dir)!r} already holds data; pass --overwrite to replace "
-                         "it or choose another directory.")
-    if valid_lines or test_lines:
-        for lang, path in files.items():
-            n = count_lines(path)
-            if n <= valid_lines + test_lines:
-                raise ValueError(f"language {lang!r} has {n} lines, not more than --valid-lines "
-                                 f"{valid_lines} + --test-lines {test_lines}; lower them or add text.")
-    return files
+    _check_dest_dir(Path(dest_dir), overwrite)
+    return files, _held_out_sizes(files, valid_lines, test_lines, "language")
 
 
 def _format_summary(summaries: Sequence[LanguageSummary], seconds: float) -> str:
@@ -405,10 +496,13 @@ def _format_summary(summaries: Sequence[LanguageSummary], seconds: float) -> str
 
 
 def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optional[Path] = None,
-             languages: Optional[Sequence[str]] = None, workers: int = 1, valid_lines: int = 0,
+             languages: Optional[Sequence[str]] = None, workers: int = 1, valid_lines: Optional[int] = 0,
              test_lines: int = 0, num_shards: int = 1, dedup: bool = False, overwrite: bool = False,
              quiet: bool = False) -> List[LanguageSummary]:
-    """Binarize `<corpus_dir>/<lang>.txt` into `dest_dir` (layout in the module docstring)."""
+    """Binarize `<corpus_dir>/<lang>.txt` into `dest_dir` (layout in the module docstring).
+
+    `valid_lines` None: the CLI's default, `default_valid_lines` of each language's line count.
+    """
     import sentencepiece as spm
     from fairseq.data import Dictionary
     from fairseq.data.indexed_dataset import best_fitting_int_dtype
@@ -417,8 +511,8 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
     start_time = time.perf_counter()
     spm_model, dest_dir = Path(spm_model), Path(dest_dir)
     dict_path = Path(dict_path) if dict_path else spm_model.parent / DICT_FILENAME
-    files = _check_options(corpus_dir, spm_model, dict_path, dest_dir, languages, workers, valid_lines,
-                           test_lines, num_shards, overwrite)
+    files, valid_sizes = _check_options(corpus_dir, spm_model, dict_path, dest_dir, languages, workers,
+                                        valid_lines, test_lines, num_shards, overwrite)
     dictionary = Dictionary.load(str(dict_path))
     id_table = build_id_table(spm.SentencePieceProcessor(model_file=str(spm_model)), dictionary)
     # The dtype fairseq-preprocess picks for this dict, so the files are byte-identical to its output.
@@ -436,7 +530,8 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
             tasks.append((str(path), a, b, str(work / f"{lang}.{i}")))
             owner.append(lang)
         num_tasks[lang] = len(offsets) - 1
-    init_args = (str(spm_model), id_table, dictionary.eos(), dtype, bool(dedup or valid_lines or test_lines))
+    init_args = (str(spm_model), id_table, dictionary.eos(), dtype,
+                 bool(dedup or any(valid_sizes.values()) or test_lines))
 
     summaries, pool = [], None
     try:
@@ -455,7 +550,7 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
             if len(pending) == num_tasks[lang]:
                 bar.close()
                 bar = None
-                summaries.append(_write_language(lang, pending, tmp, dtype, valid_lines, test_lines,
+                summaries.append(_write_language(lang, pending, tmp, dtype, valid_sizes[lang], test_lines,
                                                  num_shards, dedup))
                 pending = []
         if pool is not None:
@@ -465,7 +560,7 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
         dict_dirs = [tmp] + ([tmp / f"shard{k}" for k in range(num_shards)] if num_shards > 1 else [])
         for d in dict_dirs:
             shutil.copyfile(dict_path, d / DICT_FILENAME)
-        replace_dir(tmp, dest_dir)
+        _install(tmp, dest_dir)
     except BaseException:
         if pool is not None:
             pool.terminate()
@@ -530,7 +625,7 @@ def select_sentences(tokens: np.ndarray, sizes: np.ndarray, keep: np.ndarray):
 
 
 def binarize_parallel(para_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optional[Path] = None,
-                      pairs: Optional[Sequence[str]] = None, valid_lines: int = 0, test_lines: int = 0,
+                      pairs: Optional[Sequence[str]] = None, valid_lines: Optional[int] = 0, test_lines: int = 0,
                       dedup: bool = False, overwrite: bool = False, quiet: bool = False) -> Dict[str, Dict[str, int]]:
     """Binarize aligned `<para_dir>/<src>-<tgt>.{src,tgt}` into `dest_dir` (layout in the module docstring).
 
@@ -544,22 +639,14 @@ def binarize_parallel(para_dir: Path, spm_model: Path, dest_dir: Path, dict_path
     start_time = time.perf_counter()
     spm_model, dest_dir = Path(spm_model), Path(dest_dir)
     dict_path = Path(dict_path) if dict_path else spm_model.parent / DICT_FILENAME
-    for name, value in (("--valid-lines", valid_lines), ("--test-lines", test_lines)):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}.")
+    _check_split_sizes(valid_lines, test_lines)
     files = find_pair_files(para_dir, pairs)
     for name, path in (("--spm-model", spm_model), ("--dict", dict_path)):
         if not Path(path).is_file():
             raise ValueError(f"{name} {str(path)!r} does not exist; write it with `xlmr train-spm`.")
     check_spm_matches_dict(spm_model, dict_path)
-    if dest_dir.exists() and any(dest_dir.iterdir()) and not overwrite:
-        raise ValueError(f"--dest-dir {str(dest_dir)!r} already holds data; pass --overwrite to replace "
-                         "it or choose another directory.")
-    for pair, (src_path, _) in files.items():
-        n = count_lines(src_path)
-        if n <= valid_lines + test_lines:
-            raise ValueError(f"pair {pair!r} has {n} lines, not more than --valid-lines {valid_lines} + "
-                             f"--test-lines {test_lines}; lower them or add text.")
+    _check_dest_dir(dest_dir, overwrite)
+    valid_sizes = _held_out_sizes({pair: paths[0] for pair, paths in files.items()}, valid_lines, test_lines, "pair")
     dictionary = Dictionary.load(str(dict_path))
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
     id_table = build_id_table(sp, dictionary)
@@ -582,10 +669,10 @@ def binarize_parallel(para_dir: Path, spm_model: Path, dest_dir: Path, dict_path
             # One hash per pair (odd multiplier: a bijection on uint64, so the order of sides matters).
             with np.errstate(over="ignore"):
                 pair_hash = hashes[0] ^ (hashes[1] * np.uint64(0x9E3779B97F4A7C15))
-            codes = assign_splits(pair_hash, valid_lines, test_lines, dedup).astype(np.int64)
+            codes = assign_splits(pair_hash, valid_sizes[pair], test_lines, dedup).astype(np.int64)
             counts = {"lines": int(len(both)), "dropped": int((~both).sum()), "duplicates": int((codes == _DROP).sum())}
             for code, split in enumerate(SPLITS):
-                if code and not (valid_lines, test_lines)[code - 1]:
+                if code and not (valid_sizes[pair], test_lines)[code - 1]:
                     continue
                 for lang, (tokens, sizes) in zip(langs, selected):
                     writer = _SplitWriter(tmp / pair / f"{split}.{lang}", dtype)
@@ -594,7 +681,7 @@ def binarize_parallel(para_dir: Path, spm_model: Path, dest_dir: Path, dict_path
                 counts[split] = int((codes == code).sum())
             summary[pair] = counts
         shutil.copyfile(dict_path, tmp / DICT_FILENAME)
-        replace_dir(tmp, dest_dir)
+        _install(tmp, dest_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -632,9 +719,7 @@ def binarize_disjoint(corpus_dir: Path, spm_dir: Path, dest_dir: Path, languages
     if missing:
         raise ValueError(f"--languages {','.join(missing)} have no model in {spm_dir} (it has "
                          f"{','.join(models)}); train the disjoint vocabulary with them or leave them out.")
-    if dest_dir.exists() and any(dest_dir.iterdir()) and not overwrite:
-        raise ValueError(f"--dest-dir {str(dest_dir)!r} already holds data; pass --overwrite to replace "
-                         "it or choose another directory.")
+    _check_dest_dir(dest_dir, overwrite)
     joint = Dictionary.load(str(spm_dir / DICT_FILENAME))
     dtype = best_fitting_int_dtype(len(joint))
 
@@ -667,7 +752,7 @@ def binarize_disjoint(corpus_dir: Path, spm_dir: Path, dest_dir: Path, languages
         shutil.rmtree(tmp / "_own")
         for d in [tmp] + sorted(tmp.glob("shard*")):
             shutil.copyfile(spm_dir / DICT_FILENAME, d / DICT_FILENAME)
-        replace_dir(tmp, dest_dir)
+        _install(tmp, dest_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

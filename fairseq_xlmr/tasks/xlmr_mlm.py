@@ -154,8 +154,11 @@ class XlmrMlmTask(FairseqTask):
                                base_split, lang, data_path, split)
                 continue
             loaded.append((lang, blocks, stats))
-        if not loaded:
-            raise FileNotFoundError(f"Dataset not found: {split} (no {base_split}.idx for any language in {data_path})")
+        if not loaded:  # only a held-out split gets here: a language without train data raised above
+            flag = "--test-lines" if base_split == "test" else "--valid-lines"
+            raise ValueError(f"split {split!r} is missing: no language in `task.data` {data_path!r} has "
+                             f"<lang>/{base_split}.{{bin,idx}}. Re-run `xlmr binarize` with {flag} N (N held-out "
+                             f"sentences per language), or give fairseq-train --disable-validation.")
         stats = [s for _, _, s in loaded]
 
         if is_train:

@@ -18,12 +18,13 @@ def _write_dict(path, symbols):
     return len(d)
 
 
-def _checkpoint(path, embed, extra=None, dtype=torch.float32):
+def _checkpoint(path, embed, extra=None, dtype=torch.float32, data="", fingerprint=""):
     model = {EMBED: embed.to(dtype), "encoder.lm_head.bias": torch.arange(embed.shape[0], dtype=dtype),
              "encoder.sentence_encoder.version": torch.tensor([3])}
     model.update(extra or {})
-    torch.save({"model": model, "cfg": {"task": {"_name": "xlmr_mlm", "data": ""}},
-                "last_optimizer_state": {"state": {}}, "extra_state": {}}, path)
+    cfg = {"task": {"_name": "xlmr_mlm", "data": data},
+           "model": {"_name": "xlmr_encoder", "dictionary_fingerprint": fingerprint}}
+    torch.save({"model": model, "cfg": cfg, "last_optimizer_state": {"state": {}}, "extra_state": {}}, path)
     return path
 
 
@@ -117,3 +118,41 @@ def test_cli_refuses_different_dictionaries(tmp_path):
         cli.main(["average", str(run1 / "m.pt"), str(run2 / "m.pt"), "--out", str(tmp_path / "o.pt"),
                   "--dict", str(tmp_path / "small.txt")])
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_cli_refuses_when_no_dictionary_is_found(tmp_path, monkeypatch):
+    """A run's checkpoints averaged from another directory: its relative task.data no longer resolves."""
+    run = tmp_path / "project"
+    for sub in ("data-bin", "checkpoints"):
+        (run / sub).mkdir(parents=True)
+    size = _write_dict(run / "data-bin" / "dict.txt", ["a", "b", "c"])
+    for name in ("checkpoint_1_10.pt", "checkpoint_1_20.pt"):
+        _checkpoint(run / "checkpoints" / name, torch.ones(size + 1, 4), data="data-bin")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    argv = ["average", "--last-k", "2", "--save-dir", str(run / "checkpoints"), "--out", str(elsewhere / "avg.pt")]
+    with pytest.raises(ValueError) as err:
+        cli.main(argv)
+    message = str(err.value)
+    assert message.startswith(f"no dict.txt found for {run / 'checkpoints' / 'checkpoint_1_10.pt'} (looked at "
+                              f"{run / 'checkpoints' / 'dict.txt'}, data-bin/dict.txt; a relative task.data is read "
+                              f"from the current directory, {elsewhere})")
+    assert "Pass --dict" in message and list(elsewhere.iterdir()) == []  # nothing written
+    monkeypatch.chdir(run)  # where the run was trained: task.data resolves
+    cli.main(argv)
+    assert (elsewhere / "avg.pt").is_file() and (elsewhere / "dict.txt").is_file()
+
+
+def test_cli_refuses_checkpoints_of_different_recorded_dictionaries(tmp_path):
+    """Same shapes, same dict.txt at hand, but the runs recorded different vocabularies."""
+    size = _write_dict(tmp_path / "dict.txt", ["a", "b", "c"])
+    a = _checkpoint(tmp_path / "a.pt", torch.ones(size + 1, 4), fingerprint="0123456789abcdef")
+    b = _checkpoint(tmp_path / "b.pt", torch.ones(size + 1, 4), fingerprint="fedcba9876543210")
+    with pytest.raises(ValueError, match=rf"{b} and {a} were trained with different dictionaries "
+                                         r"\(`model.dictionary_fingerprint` fedcba9876543210 vs 0123456789abcdef\)"):
+        cli.main(["average", str(a), str(b), "--out", str(tmp_path / "out" / "model.pt")])
+    assert not (tmp_path / "out").exists()
+    same = _checkpoint(tmp_path / "c.pt", 3 * torch.ones(size + 1, 4), fingerprint="0123456789abcdef")
+    cli.main(["average", str(a), str(same), "--out", str(tmp_path / "out" / "model.pt")])
+    assert torch.equal(checkpoint.load(tmp_path / "out" / "model.pt")["model"][EMBED], torch.full((size + 1, 4), 2.0))

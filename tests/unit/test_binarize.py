@@ -13,7 +13,9 @@ from fairseq_xlmr.preprocess import binarize as binarize_module
 from fairseq_xlmr.preprocess.binarize import (
     assign_splits,
     binarize,
+    default_valid_lines,
     find_line_offsets,
+    is_output_file,
     shard_ids,
     split_lines,
 )
@@ -192,7 +194,8 @@ def test_existing_output_is_kept_unless_overwrite_and_failures_leave_nothing(tin
     dest = tmp_path / "out"
     binarize(tiny["corpus"], tiny["spm"], dest, languages=["zh"], quiet=True)
     before = (dest / "zh" / "train.bin").read_bytes()
-    with pytest.raises(ValueError, match=r"already holds data; pass --overwrite"):
+    with pytest.raises(ValueError, match=r"already holds data of `xlmr binarize` \(3 files, e.g. dict.txt\); pass "
+                                         r"--overwrite"):
         binarize(tiny["corpus"], tiny["spm"], dest, languages=["en"], quiet=True)
 
     def crash(*args, **kwargs):
@@ -217,3 +220,69 @@ def test_cli_entry_point(tiny, tmp_path, capsys):
     assert "lines/s" in printed and "tokens/s" in printed
     assert len(read_dataset(tmp_path / "out" / "zh" / "valid", tiny["dict"])) == 3
     assert len(read_dataset(tmp_path / "out" / "de" / "train", tiny["dict"])) == 147
+
+
+def test_cli_holds_out_a_valid_split_by_default(tiny, tmp_path):
+    """Without --valid-lines every language gets a valid split, so fairseq-train finds `valid`."""
+    corpus = make_tiny_corpus(tmp_path / "corpus", ("en", "de"), lines={"en": 150, "de": 1200})
+    argv = ["binarize", "--corpus-dir", str(corpus), "--spm-model", str(tiny["spm"]), "--workers", "1"]
+    assert cli.main([*argv, "--dest-dir", str(tmp_path / "out")]) == 0
+    for lang, held_out in (("en", 10), ("de", 12)):  # at least 10, else 1% of the lines
+        valid = read_dataset(tmp_path / "out" / lang / "valid", tiny["dict"])
+        train = read_dataset(tmp_path / "out" / lang / "train", tiny["dict"])
+        assert len({tuple(x) for x in valid}) == held_out and not {tuple(x) for x in valid} & {tuple(x) for x in train}
+    assert (default_valid_lines(5), default_valid_lines(2_500), default_valid_lines(10**7)) == (10, 25, 500)
+    (corpus / "de.txt").write_text("".join(f"Satz {i}.\n" for i in range(9)), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"language 'de' has 9 lines, not more than the default --valid-lines 10 "
+                                         r"\(1% of the lines, at least 10, at most 500\) \+ --test-lines 0; "
+                                         r"add text, or pass a smaller --valid-lines \(0 writes no valid split: then "
+                                         r"train with --disable-validation\)"):
+        cli.main([*argv, "--dest-dir", str(tmp_path / "small")])
+    assert not (tmp_path / "small").exists()
+    assert cli.main([*argv, "--dest-dir", str(tmp_path / "small"), "--valid-lines", "0"]) == 0
+    assert not (tmp_path / "small" / "de" / "valid.idx").exists()
+
+
+def test_parallel_cli_holds_out_a_valid_split_by_default(tiny, tmp_path):
+    para = tmp_path / "para"
+    para.mkdir()
+    en = (tiny["corpus"] / "en.txt").read_text(encoding="utf-8").splitlines()[:40]
+    de = (tiny["corpus"] / "de.txt").read_text(encoding="utf-8").splitlines()[:40]
+    (para / "en-de.en").write_text("\n".join(en) + "\n", encoding="utf-8")
+    (para / "en-de.de").write_text("\n".join(de) + "\n", encoding="utf-8")
+    assert cli.main(["binarize", "--para-dir", str(para), "--spm-model", str(tiny["spm"]),
+                     "--dest-dir", str(tmp_path / "bin")]) == 0
+    for lang in ("en", "de"):
+        assert len(read_dataset(tmp_path / "bin" / "en-de" / f"valid.{lang}", tiny["dict"])) >= 10
+
+
+def test_overwrite_replaces_only_what_binarize_writes(tiny, tmp_path):
+    dest = tmp_path / "out"
+    binarize(tiny["corpus"], tiny["spm"], dest, languages=["en", "zh"], valid_lines=5, quiet=True)
+    foreign = {"README.md": "how this data was made\n", "notes/run.log": "log\n", "en/stats.json": "{}\n",
+               "shard.txt": "not a shard dir\n"}
+    for rel, text in foreign.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text)
+    (dest / "empty").mkdir()
+    old_dict = (dest / "dict.txt").read_bytes()
+    (dest / "dict.txt").write_text("stale\n")
+
+    binarize(tiny["corpus"], tiny["spm"], dest, languages=["de"], overwrite=True, quiet=True)
+    for rel, text in foreign.items():
+        assert (dest / rel).read_text() == text, rel  # kept, contents unchanged
+    assert (dest / "empty").is_dir()
+    # Stale outputs of the first run are gone: its languages, its valid split, its dict.txt.
+    assert not (dest / "zh").exists() and sorted(p.name for p in (dest / "en").iterdir()) == ["stats.json"]
+    assert (dest / "dict.txt").read_bytes() == old_dict
+    assert len(read_dataset(dest / "de" / "train", tiny["dict"])) == 150 and not (dest / "de" / "valid.bin").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp or old dir left behind
+
+    # A directory holding only other files needs no --overwrite, and keeps them.
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "README.md").write_text("mine\n")
+    binarize(tiny["corpus"], tiny["spm"], tmp_path / "fresh", languages=["ru"], quiet=True)
+    assert (tmp_path / "fresh" / "README.md").read_text() == "mine\n"
+    assert (tmp_path / "fresh" / "ru" / "train.idx").is_file()
+    assert all(map(is_output_file, ["dict.txt", "shard3/dict.txt", "shard3/en/valid.idx", "en-de/test.de.bin"]))
+    assert not any(map(is_output_file, ["README.md", "en/dict.txt", "en/train.txt", "a/b/train.bin"]))

@@ -293,3 +293,29 @@ def test_criterion_survives_a_batch_without_masked_tokens(two_langs):
     with metrics.aggregate() as agg:
         XlmrMlmCriterion.reduce_metrics([log])
     assert "loss" not in agg.get_smoothed_values()  # nothing predicted, nothing reported
+
+
+def test_missing_valid_split_stops_fairseq_train_before_training(tmp_path):
+    from tests.fixtures.fairseq_run import USER_DIR, fairseq_train, tiny_model_args
+
+    data = tmp_path / "bin"
+    make_tiny_data_bin(data, ["en", "sw"], {"en": 40, "sw": 20}, valid_sentences=None)
+    validating = [arg for arg in tiny_model_args() if arg != "--disable-validation"]
+    with pytest.raises(ValueError) as err:
+        fairseq_train([data, "--user-dir", USER_DIR, "--task", "xlmr_mlm", "--criterion", "xlmr_mlm", *validating,
+                       "--max-update", "2", "--save-dir", tmp_path / "checkpoints"])
+    message = str(err.value)
+    assert message == (f"split 'valid' is missing: no language in `task.data` {str(data)!r} has "
+                       "<lang>/valid.{bin,idx}. Re-run `xlmr binarize` with --valid-lines N (N held-out sentences "
+                       "per language), or give fairseq-train --disable-validation.")
+    assert not list(tmp_path.glob("checkpoints/*.pt"))  # stopped before the first update
+
+
+def test_a_language_without_valid_split_is_left_out_of_valid(two_langs, caplog):
+    for ext in ("bin", "idx"):
+        (two_langs / "sw" / f"valid.{ext}").unlink()
+    task = _task(two_langs)
+    with caplog.at_level(logging.WARNING, logger=TASK_LOGGER):
+        task.load_dataset("valid")
+    assert "no valid data for language sw" in caplog.text
+    assert set(_sampling_dataset(task, "valid").lang_ids.tolist()) == {task.languages.index("en")}

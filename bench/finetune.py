@@ -37,7 +37,9 @@ PROTOCOLS = {
 
 
 def train_argv(model_dir, data_dir, pooling, freeze, lr, epochs, batch, train_size, save_dir):
-    return [str(data_dir), "--user-dir", str(REPO / "fairseq_xlmr"), "--task", "xlmr_sentence_classification",
+    from fairseq_xlmr.evaluation.seeds import pretrained_model_args
+
+    return [*pretrained_model_args(Path(model_dir) / "model.pt"), str(data_dir), "--user-dir", str(REPO / "fairseq_xlmr"), "--task", "xlmr_sentence_classification",
             "--criterion", "xlmr_sentence_classification", "--data-format", "tsv", "--text-b-column", "",
             "--train-languages", "en", "--eval-languages", "en", "--max-length", "128", "--pooling", pooling,
             "--arch", "xlmr_base", "--finetune-from-model", str(Path(model_dir) / "model.pt"), *freeze,

@@ -3,7 +3,9 @@
 Sections: binarisation (`xlmr binarize` vs `spm_encode | fairseq-preprocess`, same corpus, model and
 workers), task start-up time/peak memory vs number of languages (`xlmr_mlm` vs stock
 `multilingual_masked_lm`), and pretraining throughput (ours vs stock fairseq vs HF transformers; CUDA
-when present, else CPU; see bench/throughput.py), all on the real corpus of `xlmr fetch-corpora`.
+when present, else CPU; see bench/throughput.py), all on the real corpus of `xlmr fetch-corpora`; and
+fine-tuning speed per protocol (ours vs HF transformers + torch AdamW on multilingual-e5-small, `xlmr
+fetch-pretrained`, and the English sentiment set of `xlmr fetch-eval-data`; see bench/finetune.py).
 """
 
 import argparse
@@ -16,6 +18,7 @@ from pathlib import Path
 import torch
 
 from bench import binarize as binarize_bench
+from bench import finetune as finetune_bench
 from bench import startup as startup_bench
 from bench import throughput as throughput_bench
 
@@ -39,22 +42,36 @@ def binarize_all(corpus: Path, spm_dir: Path, out: Path) -> Path:
     return dest
 
 
+def fetch_finetune_inputs(out: Path):
+    """(multilingual-e5-small model dir, sentiment data dir), fetched once into `out`."""
+    model, data = out / "models" / "multilingual-e5-small", out / "eval_data"
+    xlmr = [sys.executable, "-m", "fairseq_xlmr.cli"]
+    if not (model / "model.pt").is_file():
+        subprocess.run(xlmr + ["fetch-pretrained", "multilingual-e5-small", "--out-dir", str(model)], check=True)
+    if not (data / "summary.json").is_file():
+        subprocess.run(xlmr + ["fetch-eval-data", "--out-dir", str(data)], check=True)
+    return model, data / "sentiment"
+
+
 def write_markdown(results, path: Path):
-    b = results["binarize"]
-    lines = [
-        f"Machine: {results['machine']}. Command: `make bench`.", "",
-        "| binarisation | corpus | languages | workers | baseline s | ours s | speed-up |", "|---|---|---|---|---|---|---|",
-        f"| `xlmr binarize` vs `spm_encode \\| fairseq-preprocess` | {b['corpus_mb']:.0f} MB | {b['languages']} | "
-        f"{b['workers']} | {b['baseline_s']:.1f} | {b['ours_s']:.1f} | **{b['speedup']:.1f}×** |", "",
-        "| languages | start-up s (ours) | start-up s (stock) | peak RSS MB (ours) | peak RSS MB (stock) |",
-        "|---|---|---|---|---|",
-    ]
-    by_n = {}
-    for row in results["startup"]:
-        by_n.setdefault(row["languages"], {})[row["task"]] = row
-    for n, r in sorted(by_n.items()):
-        lines.append(f"| {n} | {r['ours']['setup_s']:.2f} | {r['stock']['setup_s']:.2f} | "
-                     f"{r['ours']['peak_rss_mb']:.0f} | {r['stock']['peak_rss_mb']:.0f} |")
+    """results.md: a table per section that results.json holds."""
+    lines = [f"Machine: {results['machine']}. Command: `make bench`.", ""]
+    b = results.get("binarize")
+    if b:
+        lines += ["| binarisation | corpus | languages | workers | baseline s | ours s | speed-up |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| `xlmr binarize` vs `spm_encode \\| fairseq-preprocess` | {b['corpus_mb']:.0f} MB | "
+                  f"{b['languages']} | {b['workers']} | {b['baseline_s']:.1f} | {b['ours_s']:.1f} | "
+                  f"**{b['speedup']:.1f}×** |", ""]
+    if results.get("startup"):
+        lines += ["| languages | start-up s (ours) | start-up s (stock) | peak RSS MB (ours) | peak RSS MB (stock) |",
+                  "|---|---|---|---|---|"]
+        by_n = {}
+        for row in results["startup"]:
+            by_n.setdefault(row["languages"], {})[row["task"]] = row
+        for n, r in sorted(by_n.items()):
+            lines.append(f"| {n} | {r['ours']['setup_s']:.2f} | {r['stock']['setup_s']:.2f} | "
+                         f"{r['ours']['peak_rss_mb']:.0f} | {r['stock']['peak_rss_mb']:.0f} |")
     t = results.get("throughput")
     if t:
         shape = t["shape"]
@@ -67,6 +84,8 @@ def write_markdown(results, path: Path):
             ratio = t["runs"]["ours"]["tokens_per_s"] / run["tokens_per_s"]
             lines.append(f"| {kind} | {run['tokens_per_s']:,.0f} | {run['peak_mem_mb']:,.0f} | "
                          f"{100 * run['mfu']:.1f}% | {ratio:.2f}× |")
+    if results.get("finetune"):
+        lines += ["", finetune_bench.markdown(results["finetune"])]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -97,14 +116,14 @@ def main(argv=None):
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--counts", default="5,10,20,40,80,120", help="language counts for the start-up curve")
-    parser.add_argument("--only", default="binarize,startup,throughput",
+    parser.add_argument("--only", default="binarize,startup,throughput,finetune",
                         help="sections to (re-)run; the others are kept from an earlier results.json")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sections = args.only.split(",")
     earlier = out / "results.json"
-    results = json.loads(earlier.read_text()) if earlier.exists() and len(sections) < 3 else {}
+    results = json.loads(earlier.read_text()) if earlier.exists() and len(sections) < 4 else {}
     results["machine"] = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                           f"torch {torch.__version__}")
 
@@ -123,6 +142,10 @@ def main(argv=None):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         print(f"[bench] pretraining throughput on {device} ...", flush=True)
         results["throughput"] = throughput_bench.run(data_bin, out / "throughput", device)
+    if "finetune" in sections:
+        print("[bench] fine-tuning speed per protocol, ours vs HF ...", flush=True)
+        model, sentiment = fetch_finetune_inputs(out)
+        results["finetune"] = finetune_bench.run(model, sentiment, out / "finetune")
 
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_markdown(results, out / "results.md")

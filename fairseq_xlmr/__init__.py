@@ -16,6 +16,6 @@ from fairseq_xlmr.tasks import xlmr_sentence_classification, xlmr_token_classifi
 from fairseq_xlmr.criterions import xlmr_sentence_classification as xlmr_sentence_classification_criterion  # noqa: F401
 from fairseq_xlmr.criterions import xlmr_token_classification as xlmr_token_classification_criterion  # noqa: F401
 from fairseq_xlmr import distributed, fault_tolerance  # noqa: F401  (launch checks, preemption, atomic checkpoints)
-from fairseq_xlmr.tasks import xlmr_alignment  # noqa: F401  (TLM + contrastive alignment, issue 8)
+from fairseq_xlmr.tasks import xlmr_alignment  # noqa: F401  (TLM + contrastive alignment)
 from fairseq_xlmr.criterions import xlmr_alignment as xlmr_alignment_criterion  # noqa: F401
-from fairseq_xlmr.criterions import xlmr_adversarial_mlm, xlmr_distillation  # noqa: F401  (model fusion, issue 10)
+from fairseq_xlmr.criterions import xlmr_adversarial_mlm, xlmr_distillation  # noqa: F401  (model fusion)

@@ -1,7 +1,7 @@
 """Piecewise-linear schedules of a loss weight λ over training updates (`"0:0,10000:1"`).
 
-Shared by the multi-objective alignment task (issue 8) and the adversarial language discriminator
-(issue 10): a weight that is off at first and ramps up once MLM has shaped the representations.
+Shared by the multi-objective alignment task and the adversarial language discriminator
+(model fusion): a weight that is off at first and ramps up once MLM has shaped the representations.
 """
 
 import bisect

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Does contrastive alignment on parallel data help cross-lingual retrieval? (issue 8, demo scale)
+# Does contrastive alignment on parallel data help cross-lingual retrieval? (demo scale)
 #
 # Usage:   scripts/demo_alignment.sh [extra fairseq-hydra-train overrides for every run]
 # Needs:   `make demo`'s outputs: demo/corpus/{para,udhr}, demo/spm, demo/data-bin, demo/release/model.pt.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Does model fusion change the demo model? Checkpoint averaging, distillation and an adversarial
-# language discriminator at demo scale (issue 10).
+# language discriminator at demo scale.
 #
 # Usage:   scripts/demo_fusion.sh [extra fairseq-hydra-train overrides for every run]
 # Needs:   `make demo`'s outputs: demo/release (model dir), demo/data-bin, demo/spm, demo/corpus/udhr.

@@ -50,7 +50,7 @@ RETRIEVAL = ("de", "es", "fr", "it", "nl", "ru", "tr")
 E5_TATOEBA = PaperRow("multilingual-e5-small (published, MTEB Tatoeba: another test set)", "",
                       (97.9, 94.5, 92.4, 90.8, 93.7, 92.1, 90.9), 93.19)
 
-# The paper's numbers (ACL 2020 version; REFERENCE.md §2).
+# The paper's numbers (ACL 2020 version; docs/reference.md).
 PAPER_TABLES = (
     PaperTable("xnli", "Table 1: XNLI accuracy", XNLI, 1, (
         PaperRow("XLM-R Base (paper), cross-lingual transfer", "en", (

@@ -49,7 +49,7 @@ class Pinned(NamedTuple):
 # The wesnoth-1.16-* packages (276 MB, nearly all images and maps) carry the game's gettext catalogs:
 # story narration and dialogue, unit descriptions and help, in 59 locales (~250k words each in
 # en/de/fr/es/it, ~200k for ru/tr, 45k for nl): prose that software messages lack. Opt-in (--sources
-# ...,wesnoth): in make demo's 8 languages it changed none of issue 4's transfer results (README).
+# ...,wesnoth): in make demo's 8 languages it changed none of its transfer results (docs/experiments/demo_transfer.md).
 _PINNED_TABLE = """
 apt fortunes        1:1.99.1-7.3        41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5
 apt fortunes-de     0.35-1              03fe7a7912935bd3d4e02e38d79ef32a289097f8718d4488c409595abce067a0

@@ -1,5 +1,5 @@
 """Every YAML under hydra_configs/ composes the way fairseq-hydra-train composes it, with every run_config,
-and holds the recipe its header states (REFERENCE.md §1 for pretraining, §2 for fine-tuning)."""
+and holds the recipe its header states (docs/reference.md: the paper for pretraining, XTREME for fine-tuning)."""
 
 import math
 import re
@@ -22,9 +22,9 @@ CONFIGS = Path(REPO) / "hydra_configs"
 ALL = [(group, path.stem) for group in ("pretrain", "finetune") for path in sorted((CONFIGS / group).glob("*.yaml"))]
 RUN_CONFIGS = [None] + sorted(path.stem for path in (CONFIGS / "run_config").glob("*.yaml"))
 
-# REFERENCE.md §1: RoBERTa's learning rate for each batch size (sequences of 512 tokens).
+# docs/reference.md: RoBERTa's learning rate for each batch size (sequences of 512 tokens).
 LR_BY_BATCH = {8192: 7e-4, 2048: 5e-4, 256: 1e-4}
-# REFERENCE.md §2, XTREME's XLM-R settings: task, lr (base), epochs, max length, selection metric.
+# docs/reference.md, XTREME's XLM-R settings: task, lr (base), epochs, max length, selection metric.
 FINETUNE = {
     "xnli": ("xlmr_sentence_classification", 2e-5, 5, 128, "accuracy"),
     "pawsx": ("xlmr_sentence_classification", 2e-5, 5, 128, "accuracy"),

@@ -4,6 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
 JOBS   ?= 2
+# The CPU build that lies on this machine's disk. On a GPU machine pass the build for its CUDA, e.g.
+#   make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# or install torch first and pass TORCH= (empty) to keep it.
+TORCH  ?= torch==2.13.0
 
 .PHONY: setup test test-slow demo bench clean
 
@@ -12,12 +16,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The CPU build that lies on this machine's disk; never let pip pick a CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
+	$(if $(TORCH),$(PY) -m pip install -q $(TORCH))
 	# ve-fairseq = upstream fairseq + the Python 3.11 fix; --no-deps keeps torchaudio out.
 	$(PY) -m pip install -q --no-deps ve-fairseq==0.12.3
 	$(PY) -m pip install -q hydra-core==1.3.8 omegaconf==2.3.1 bitarray sacrebleu regex cython \
-		numpy scikit-learn packaging tqdm cffi
+		numpy packaging tqdm cffi
 	$(PY) -m pip install -q -e '.[dev,hf,dictionaries]'
 	touch $(STAMP)
 

@@ -37,7 +37,7 @@ PROTOCOLS = {
 
 
 def train_argv(model_dir, data_dir, pooling, freeze, lr, epochs, batch, train_size, save_dir):
-    from fairseq_xlmr.evaluation.seeds import pretrained_model_args
+    from fairseq_xlmr.experiments.seeds import pretrained_model_args
 
     return [*pretrained_model_args(Path(model_dir) / "model.pt"), str(data_dir), "--user-dir", str(REPO / "fairseq_xlmr"), "--task", "xlmr_sentence_classification",
             "--criterion", "xlmr_sentence_classification", "--data-format", "tsv", "--text-b-column", "",

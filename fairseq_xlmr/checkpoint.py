@@ -1,4 +1,5 @@
-"""Safe checkpoint loading for fairseq on PyTorch >= 2.6 (weights_only=True stays on).
+"""Reading checkpoints: safe loading on PyTorch >= 2.6 (weights_only=True stays on), and the
+`xlmr_encoder` and dictionary that a model directory describes.
 
 PyTorch 2.6 made `torch.load(weights_only=True)` the default. fairseq pickles an
 `argparse.Namespace` (and, in some runs, numpy scalars) into every checkpoint, so resuming a
@@ -7,9 +8,10 @@ Switching `weights_only` off would let any checkpoint run arbitrary code on load
 allow-list exactly the harmless globals fairseq's checkpoints contain, and turn the unpickler's
 refusal of anything else into a clear error. A file cut short (a killed copy or download) or
 otherwise damaged gets its own error instead of PyTorch's zip, EOF or pickle message.
+fairseq's own loader gives the same errors through `fairseq_xlmr.patches.checkpoint_loading`.
 
-Also patched here: fairseq-train's `--arch` names fairseq_xlmr's architectures when an unknown `xlmr_*`
-one is asked for (`_check_architecture_names`), instead of listing fairseq's ~160 on one line.
+Our checkpoints, stock fairseq RoBERTa's and the 2019 XLM-R releases (`decoder.sentence_encoder.*`,
+`emb_layer_norm`) all load into `xlmr_encoder`, whose parameter names are RoBERTa's.
 """
 
 import argparse
@@ -17,12 +19,15 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils, options
-from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
+from fairseq.data import Dictionary
+from omegaconf import OmegaConf
+
+from fairseq_xlmr.models.xlmr_encoder import XlmrEncoderConfig, XlmrEncoderModel
 
 # What fairseq checkpoints (ours, stock fairseq-train, and the 2019 XLM-R releases) pickle
 # besides tensors and containers: the legacy `args` Namespace, and numpy scalars that end
@@ -47,18 +52,28 @@ class DamagedCheckpointError(ValueError):
     """A checkpoint file is cut short or corrupted: it cannot be loaded at all."""
 
 
+def allow_safe_globals() -> None:
+    """Let every `torch.load(weights_only=True)` of the process read fairseq's checkpoints (idempotent).
+
+    Process-wide on purpose: torch's `safe_globals` context manager removes its globals on exit, even those
+    that were allowed before it.
+    """
+    torch.serialization.add_safe_globals(SAFE_GLOBALS)
+
+
 def load(path, map_location="cpu"):
     """`torch.load` with `weights_only=True` and a readable refusal of unsafe pickles and damaged files."""
+    allow_safe_globals()
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # re-raised unchanged unless diagnosed
-        ours = _explain(path, err)
+        ours = explain(path, err)
         if ours is None:
             raise
         raise ours from None
 
 
-def _explain(path, err: Exception) -> Optional[Exception]:
+def explain(path, err: Exception) -> Optional[Exception]:
     """Our error for a failed load of `path`, or None to let PyTorch's `err` through."""
     damage = _damage(path, err)
     if damage is not None:
@@ -124,65 +139,62 @@ def _unsafe(path, err: pickle.UnpicklingError) -> UnsafeCheckpointError:
     )
 
 
-def _wrap_fairseq_loader():
-    """Make fairseq's own `load_checkpoint_to_cpu` (resume, hub loading) give our errors."""
-    original = checkpoint_utils.load_checkpoint_to_cpu
-    if getattr(original, "_xlmr_wrapped", False):
-        return
+# --------------------------------------------------------------------------- the model a checkpoint describes
 
-    def load_checkpoint_to_cpu(path, *args, **kwargs):
-        try:
-            return original(path, *args, **kwargs)
-        except (UnsafeCheckpointError, DamagedCheckpointError):
-            raise
-        except Exception as err:  # re-raised unchanged unless diagnosed
-            ours = _explain(path, err)
-            if ours is None:
-                raise
-            raise ours from None
-
-    load_checkpoint_to_cpu._xlmr_wrapped = True
-    # fairseq looks the function up as a module attribute at call time (trainer.py and
-    # checkpoint_utils.load_model_ensemble_and_task), so replacing it here is enough.
-    checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu
+MASK = "<mask>"
 
 
-# --------------------------------------------------------------------------- fairseq-train --arch
+def load_dictionary(path):
+    """fairseq Dictionary with `<mask>` appended last, as the MLM task builds it (mask = len - 1)."""
+    dictionary = Dictionary.load(str(path))
+    dictionary.add_symbol(MASK)
+    return dictionary
 
 
-def check_architecture_name(name: str) -> str:
-    """argparse `type` of `--arch`: an unknown `xlmr_*` name lists our architectures, not all of fairseq's."""
-    if name.startswith("xlmr_") and name not in ARCH_MODEL_REGISTRY:
-        # The presets; a model's own name (xlmr_encoder) is an --arch too, but with every size left at its default.
-        ours = [arch for arch, model in ARCH_MODEL_REGISTRY.items()
-                if model.__module__.startswith("fairseq_xlmr") and arch not in MODEL_REGISTRY]
-        raise argparse.ArgumentTypeError(f"unknown architecture {name!r}; fairseq_xlmr's are {', '.join(ours)} "
-                                         "(xlmr_debug: the tiny one for CPU runs).")
-    return name
+def model_config_from_state(state):
+    """Our model config from a checkpoint's `cfg.model` (dict or Namespace) or legacy `args`."""
+    source = None
+    if state.get("cfg") is not None:
+        source = state["cfg"]["model"]
+    if source is None:
+        source = state.get("args")
+    if source is None:
+        raise ValueError("checkpoint has neither `cfg` nor `args`; it was not written by fairseq")
+    if isinstance(source, argparse.Namespace):
+        source = vars(source)
+    elif OmegaConf.is_config(source):
+        source = OmegaConf.to_container(source)
+    names = [f.name for f in XlmrEncoderConfig.__dataclass_fields__.values()]
+    cfg = argparse.Namespace(**{name: source[name] for name in names if source.get(name) is not None})
+    cfg.load_checkpoint_heads = True  # keep any classification heads the checkpoint has
+    if "layernorm_embedding" not in source:
+        # 2019 checkpoints predate the flag: post-LN RoBERTa always had the embedding LayerNorm.
+        cfg.layernorm_embedding = not source.get("encoder_normalize_before", False)
+    return cfg
 
 
-def _check_architecture_names():
-    """Give fairseq-train's `--arch` our `type` check, which argparse runs before its choices check,
-    whose error lists all ~160 architectures of fairseq on one line.
-
-    Replaces `fairseq.options.add_model_args` (checked on ve-fairseq 0.12.3), which `get_training_parser`
-    looks up at call time after importing the --user-dir; does nothing if `--arch` is not found.
-    """
-    original = options.add_model_args
-    if getattr(original, "_xlmr_wrapped", False):
-        return
-
-    def add_model_args(parser):
-        group = original(parser)
-        arch = next((action for action in parser._actions if action.dest == "arch"), None)
-        if arch is not None and arch.type is None:
-            arch.type = check_architecture_name
-        return group
-
-    add_model_args._xlmr_wrapped = True
-    options.add_model_args = add_model_args
+def embedding_rows(model_state):
+    for key in ("encoder.sentence_encoder.embed_tokens.weight", "decoder.sentence_encoder.embed_tokens.weight"):
+        if key in model_state:
+            return model_state[key].shape[0]
+    raise ValueError("checkpoint has no `*.sentence_encoder.embed_tokens.weight`: not a RoBERTa/XLM-R model")
 
 
-torch.serialization.add_safe_globals(SAFE_GLOBALS)
-_wrap_fairseq_loader()
-_check_architecture_names()
+def load_model(checkpoint_path, dictionary):
+    """Build `xlmr_encoder` from a checkpoint's config and load its weights (strict)."""
+    return model_from_state(load(checkpoint_path), checkpoint_path, dictionary)
+
+
+def model_from_state(state, checkpoint_path, dictionary):
+    """`load_model` on a checkpoint already read (`checkpoint_path` names it in errors)."""
+    rows = embedding_rows(state["model"])
+    if rows != len(dictionary):
+        raise ValueError(
+            f"{checkpoint_path} has {rows} embedding rows but the dictionary has {len(dictionary)} "
+            f"entries (dict.txt + 4 specials + {MASK}); the dict.txt does not belong to this checkpoint. "
+            "Fix: use the dict.txt that was written next to the model (or by `xlmr train-spm` for it)."
+        )
+    cfg = model_config_from_state(state)
+    model = XlmrEncoderModel.build_model(cfg, SimpleNamespace(source_dictionary=dictionary))
+    model.load_state_dict(state["model"], strict=True)  # upgrades 2019 key names first
+    return model.eval()

@@ -2,81 +2,18 @@
 
 Works for our checkpoints, for checkpoints written by stock fairseq RoBERTa, and for the 2019
 XLM-R release layout (`decoder.sentence_encoder.*`, `emb_layer_norm`): all are loaded into
-`xlmr_encoder`, whose parameter names are RoBERTa's.
+`xlmr_encoder`, whose parameter names are RoBERTa's (see `fairseq_xlmr.checkpoint`).
 """
 
-import argparse
 import os
-from types import SimpleNamespace
 
 import sentencepiece as spm
 import torch
-from fairseq.data import Dictionary
-from omegaconf import OmegaConf
 from torch import nn
 
 from fairseq_xlmr import checkpoint
-from fairseq_xlmr.models.xlmr_encoder import XlmrEncoderConfig, XlmrEncoderModel
-
-SPM_FILE = "sentencepiece.bpe.model"  # XLM-R's name for it, although the model is a unigram LM
-DICT_FILE = "dict.txt"
-MASK = "<mask>"
-
-
-def load_dictionary(path):
-    """fairseq Dictionary with `<mask>` appended last, as the MLM task builds it (mask = len - 1)."""
-    dictionary = Dictionary.load(path)
-    dictionary.add_symbol(MASK)
-    return dictionary
-
-
-def model_config_from_state(state):
-    """Our model config from a checkpoint's `cfg.model` (dict or Namespace) or legacy `args`."""
-    source = None
-    if state.get("cfg") is not None:
-        source = state["cfg"]["model"]
-    if source is None:
-        source = state.get("args")
-    if source is None:
-        raise ValueError("checkpoint has neither `cfg` nor `args`; it was not written by fairseq")
-    if isinstance(source, argparse.Namespace):
-        source = vars(source)
-    elif OmegaConf.is_config(source):
-        source = OmegaConf.to_container(source)
-    names = [f.name for f in XlmrEncoderConfig.__dataclass_fields__.values()]
-    cfg = argparse.Namespace(**{name: source[name] for name in names if source.get(name) is not None})
-    cfg.load_checkpoint_heads = True  # keep any classification heads the checkpoint has
-    if "layernorm_embedding" not in source:
-        # 2019 checkpoints predate the flag: post-LN RoBERTa always had the embedding LayerNorm.
-        cfg.layernorm_embedding = not source.get("encoder_normalize_before", False)
-    return cfg
-
-
-def embedding_rows(model_state):
-    for key in ("encoder.sentence_encoder.embed_tokens.weight", "decoder.sentence_encoder.embed_tokens.weight"):
-        if key in model_state:
-            return model_state[key].shape[0]
-    raise ValueError("checkpoint has no `*.sentence_encoder.embed_tokens.weight`: not a RoBERTa/XLM-R model")
-
-
-def load_model(checkpoint_path, dictionary):
-    """Build `xlmr_encoder` from a checkpoint's config and load its weights (strict)."""
-    return model_from_state(checkpoint.load(checkpoint_path), checkpoint_path, dictionary)
-
-
-def model_from_state(state, checkpoint_path, dictionary):
-    """`load_model` on a checkpoint already read (`checkpoint_path` names it in errors)."""
-    rows = embedding_rows(state["model"])
-    if rows != len(dictionary):
-        raise ValueError(
-            f"{checkpoint_path} has {rows} embedding rows but the dictionary has {len(dictionary)} "
-            f"entries (dict.txt + 4 specials + {MASK}); the dict.txt does not belong to this checkpoint. "
-            "Fix: use the dict.txt that was written next to the model (or by `xlmr train-spm` for it)."
-        )
-    cfg = model_config_from_state(state)
-    model = XlmrEncoderModel.build_model(cfg, SimpleNamespace(source_dictionary=dictionary))
-    model.load_state_dict(state["model"], strict=True)  # upgrades 2019 key names first
-    return model.eval()
+from fairseq_xlmr.checkpoint import MASK
+from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, SPM_FILE
 
 
 class XlmrHubInterface(nn.Module):
@@ -90,7 +27,7 @@ class XlmrHubInterface(nn.Module):
         self.task_cfg = task_cfg or {}  # the checkpoint's `cfg.task` (fine-tuned heads: e.g. their pooling)
 
     @classmethod
-    def from_pretrained(cls, model_dir, checkpoint_file="model.pt"):
+    def from_pretrained(cls, model_dir, checkpoint_file=CHECKPOINT_FILE):
         paths = {
             "checkpoint": os.path.join(model_dir, checkpoint_file),
             "dictionary": os.path.join(model_dir, DICT_FILE),
@@ -103,10 +40,10 @@ class XlmrHubInterface(nn.Module):
                     f"{checkpoint_file}, {DICT_FILE} and {SPM_FILE}; copy the missing file "
                     "from where the model was trained (or `xlmr train-spm` output)."
                 )
-        dictionary = load_dictionary(paths["dictionary"])
+        dictionary = checkpoint.load_dictionary(paths["dictionary"])
         sp = spm.SentencePieceProcessor(model_file=paths["SentencePiece model"])
         state = checkpoint.load(paths["checkpoint"])
-        model = model_from_state(state, paths["checkpoint"], dictionary)
+        model = checkpoint.model_from_state(state, paths["checkpoint"], dictionary)
         return cls(model, dictionary, sp, (state.get("cfg") or {}).get("task"))
 
     @property
@@ -174,5 +111,5 @@ class XlmrHubInterface(nn.Module):
         return results
 
 
-def from_pretrained(model_dir, checkpoint_file="model.pt"):
+def from_pretrained(model_dir, checkpoint_file=CHECKPOINT_FILE):
     return XlmrHubInterface.from_pretrained(model_dir, checkpoint_file)

@@ -53,7 +53,7 @@ done
 mkdir -p "$OUT/logs"
 # The model's own options (sizes, LayerNorm epsilon, pooling) for fairseq-train, read from its checkpoint.
 options=$("$BIN/python" -c "import sys
-from fairseq_xlmr.evaluation.seeds import pretrained_model_args
+from fairseq_xlmr.experiments.seeds import pretrained_model_args
 print(' '.join(pretrained_model_args(sys.argv[1])))" "$MODEL_DIR/model.pt" 2> "$OUT/logs/options.log") \
   || { tail -3 "$OUT/logs/options.log" >&2; fail "cannot read $MODEL_DIR/model.pt (above)"; }
 read -r -a model_args <<< "$options"

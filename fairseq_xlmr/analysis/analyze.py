@@ -20,8 +20,9 @@ import torch
 from tqdm import tqdm
 
 from fairseq_xlmr.analysis import align, bli, cka, features, probe
-from fairseq_xlmr.atomic import write_atomic
 from fairseq_xlmr.evaluation import retrieval
+from fairseq_xlmr.files import MODEL_DIR_FILES, parse_list, read_lines, write_atomic
+from fairseq_xlmr.tables import markdown_table
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def add_arguments(parser) -> None:
     p = {name: sub.add_parser(name, help=text, description=text) for name, text in ANALYSES.items()}
 
     def common(q, two_required: bool = False):
-        q.add_argument("--model-a", required=True, help="model dir: model.pt + dict.txt + sentencepiece.bpe.model")
+        q.add_argument("--model-a", required=True, help="model dir: " + " + ".join(MODEL_DIR_FILES))
         q.add_argument("--model-b", required=two_required,
                        help="second model dir" + ("" if two_required else " (default: --model-a)"))
         q.add_argument("--out-dir", required=True, help="where the .json, .md and .png go")
@@ -140,9 +141,7 @@ def run_per_language(args, run, field: str) -> str:
     with --name, OUT_DIR/results.json holds each language's reported value (`reported_value`)."""
     from fairseq_xlmr.evaluation.results import write_results
 
-    languages = [lang.strip() for lang in getattr(args, field).split(",") if lang.strip()]
-    if not languages or len(set(languages)) != len(languages):
-        raise ValueError(f"--{field.replace('_', '-')} must name languages once each, got {getattr(args, field)!r}.")
+    languages = parse_list(getattr(args, field), "--" + field.replace("_", "-"))
     out, summaries, values = Path(args.out_dir), [], {}
     for lang in languages:
         one = argparse.Namespace(**{**vars(args), field: lang,
@@ -329,7 +328,7 @@ def word_vectors(args, hub, words: Sequence[str], lang: str, layer: int):
     if args.embeddings == "input":
         return features.input_word_embeddings(hub, words), [True] * len(words)
     path = Path(args.corpus_dir) / f"{lang}.txt"
-    sentences = [line for line in retrieval.read_lines(path) if line.strip()][:args.max_sentences]
+    sentences = [line for line in read_lines(path, "utf-8") if line.strip()][:args.max_sentences]
     return features.contextual_word_embeddings(hub, words, sentences, layer, args.batch_size, desc=f"{lang} words")
 
 
@@ -454,7 +453,7 @@ def read_probe_data(args):
         raise ValueError(f"no training file {train_file}: --data-dir needs <train-lang>/<train-split>.tsv "
                          f"(e.g. `xlmr fetch-eval-data`'s sentiment/en/train.tsv); fix --data-dir or --train-lang.")
     if args.test_langs:
-        langs = [lang.strip() for lang in args.test_langs.split(",") if lang.strip()]
+        langs = parse_list(args.test_langs, "--test-langs")
     else:
         langs = sorted(d.name for d in root.iterdir() if (d / f"{args.test_split}.tsv").is_file())
     if not langs:
@@ -495,7 +494,7 @@ def probe_model(args, model_dir, train, tests, desc: str) -> Dict:
 def run_probe(args) -> str:
     import tempfile
 
-    from fairseq_xlmr.evaluation.random_init import write_random_init
+    from fairseq_xlmr.experiments.random_init import write_random_init
 
     if args.random_inits < 0 or args.random_inits == 1:
         raise ValueError(f"--random-inits must be 0 or >= 2 (a spread needs two), got {args.random_inits}.")
@@ -597,8 +596,3 @@ def plot_probe(result: Dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
-    return (["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-            + ["| " + " | ".join(row) + " |" for row in rows])

@@ -11,10 +11,10 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from fairseq_xlmr.evaluation.retrieval import read_lines, embed_sentences
-from fairseq_xlmr.preprocess.dictionaries import read_muse, split_by_source_rank
-
-WORD_START = "\u2581"  # SentencePiece's "▁": the piece begins a new whitespace-separated word
+from fairseq_xlmr.data.masking import SPM_WORD_START
+from fairseq_xlmr.evaluation.retrieval import embed_sentences
+from fairseq_xlmr.files import read_lines, read_muse
+from fairseq_xlmr.preprocess.dictionaries import split_by_source_rank
 
 
 def load_hub(model_dir, cpu: bool = False):
@@ -50,7 +50,7 @@ def read_parallel(data_dir, lang_a: str, lang_b: str, max_lines: int = 0) -> Tup
         raise ValueError(f"no parallel {lang_a}/{lang_b} text in {data_dir}: expected {lang_a}.txt + {lang_b}.txt "
                          f"(aligned lines, e.g. corpus/udhr) or {lang_a}-{lang_b}.{{{lang_a},{lang_b}}} "
                          "(e.g. corpus/para). Fix --data-dir or the languages.")
-    xs, ys = read_lines(found[0]), read_lines(found[1])
+    xs, ys = read_lines(found[0], "utf-8"), read_lines(found[1], "utf-8")
     if len(xs) != len(ys):
         raise ValueError(f"{found[0]} has {len(xs)} lines but {found[1]} has {len(ys)}; parallel files must match "
                          "line by line.")
@@ -106,7 +106,7 @@ def group_words(pieces: Sequence[str]) -> List[Tuple[str, int, int]]:
     end piece)], a word starting at every piece that begins with "▁"."""
     spans, start = [], None
     for i, piece in enumerate(pieces):
-        if piece.startswith(WORD_START) or start is None:
+        if piece.startswith(SPM_WORD_START) or start is None:
             if start is not None:
                 spans.append((start, i))
             start = i
@@ -114,7 +114,7 @@ def group_words(pieces: Sequence[str]) -> List[Tuple[str, int, int]]:
         spans.append((start, len(pieces)))
     words = []
     for begin, end in spans:
-        text = "".join(pieces[begin:end]).replace(WORD_START, "")
+        text = "".join(pieces[begin:end]).replace(SPM_WORD_START, "")
         text = text.strip(".,;:!?\"'()[]«»„“”‘’¡¿。、，").lower()
         if text:
             words.append((text, begin, end))

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from fairseq.criterions import register_criterion
 from fairseq.logging import metrics
@@ -19,6 +18,7 @@ from torch import nn
 
 from fairseq_xlmr.criterions.xlmr_mlm import XlmrMlmCriterion, XlmrMlmCriterionConfig
 from fairseq_xlmr.modules.gradient_reversal import reverse_gradient
+from fairseq_xlmr.modules.pooling import pool_sequence
 from fairseq_xlmr.schedules import PiecewiseLinear
 
 
@@ -31,12 +31,6 @@ class XlmrAdversarialMlmConfig(XlmrMlmCriterionConfig):
         "hidden size of the discriminator's one hidden layer; 0: the encoder's size"})
     encoder_embed_dim: Optional[int] = field(default=II("model.encoder_embed_dim"), metadata={"help":
         "size of the encoder states the discriminator reads (defaults to the model's)"})
-
-
-def mean_pool(states: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-    """states `(seq_len, batch, dim)`, padding_mask `(batch, seq_len)` True at pad -> `(batch, dim)`."""
-    keep = (~padding_mask).t().unsqueeze(-1).to(states.dtype)  # (seq_len, batch, 1)
-    return (states * keep).sum(0) / keep.sum(0).clamp(min=1)
 
 
 @register_criterion("xlmr_adversarial_mlm", dataclass=XlmrAdversarialMlmConfig)
@@ -68,7 +62,7 @@ class XlmrAdversarialMlmCriterion(XlmrMlmCriterion):
             raise ValueError(f"`criterion.encoder_embed_dim` is {self.discriminator[0].in_features} but the encoder "
                              f"states have size {states.size(-1)}; leave the field at its default (the model's).")
         tokens = sample["net_input"]["src_tokens"]
-        pooled = mean_pool(states, tokens.eq(self.padding_idx))  # (batch, dim)
+        pooled = pool_sequence(states.transpose(0, 1), tokens.ne(self.padding_idx), "mean")  # (batch, dim)
         lam = self.schedule(model.num_updates)  # set by fairseq's train_step before this forward
         lang_logits = self.discriminator(reverse_gradient(pooled, lam))  # (batch, languages)
         lang_id = sample["net_input"]["lang_id"]

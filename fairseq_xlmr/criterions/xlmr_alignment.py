@@ -15,8 +15,9 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 from torch import nn
 
-from fairseq_xlmr.criterions.contrastive import MemoryQueue, pool_sequence, pool_words, symmetric_info_nce, token_info_nce
 from fairseq_xlmr.criterions.xlmr_mlm import XlmrMlmCriterion, XlmrMlmCriterionConfig
+from fairseq_xlmr.modules.contrastive import MemoryQueue, pool_words, symmetric_info_nce, token_info_nce
+from fairseq_xlmr.modules.pooling import pool_sequence
 from fairseq_xlmr.schedules import PiecewiseLinear
 
 OBJECTIVES = ("mlm", "tlm", "seq", "token")
@@ -149,7 +150,7 @@ class XlmrAlignmentCriterion(XlmrMlmCriterion):
         lang_id = torch.cat([para["src_lang"], para["tgt_lang"]])
         states = self._layer_states(model, tokens, lang_id)  # (2n, length, dim)
         if weights["seq"] != 0:
-            vectors = pool_sequence(states, tokens, self.padding_idx, self.cfg.pooling)
+            vectors = pool_sequence(states, tokens.ne(self.padding_idx), self.cfg.pooling)
             if self.projection is not None:
                 vectors = self.projection(vectors)
             queues = (self.src_queue.get(), self.tgt_queue.get()) if self.cfg.queue_size else (None, None)

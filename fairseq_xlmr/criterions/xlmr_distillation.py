@@ -20,6 +20,7 @@ from omegaconf import II, MISSING
 from torch import nn
 
 from fairseq_xlmr.criterions.xlmr_mlm import XlmrMlmCriterion, XlmrMlmCriterionConfig
+from fairseq_xlmr.files import CHECKPOINT_FILE
 
 
 @dataclass
@@ -68,7 +69,7 @@ def parse_teachers(text: str, languages: List[str]) -> List[Tuple[Optional[str],
 
 
 def _checkpoint_file(path: str) -> str:
-    file = os.path.join(path, "model.pt") if os.path.isdir(path) else path
+    file = os.path.join(path, CHECKPOINT_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(file):
         raise ValueError(f"`criterion.teachers` path {path!r} is neither a model dir with model.pt nor a checkpoint "
                          f"file; give e.g. demo/release or checkpoints/checkpoint_last.pt.")
@@ -95,7 +96,7 @@ class XlmrDistillationCriterion(XlmrMlmCriterion):
                 raise ValueError(f"`criterion.{name}` must be >= 0, got {getattr(cfg, name)}.")
         self.cfg = cfg
         # Deferred import: hub imports the model module, which the plugin registers first.
-        from fairseq_xlmr.hub import load_model
+        from fairseq_xlmr.checkpoint import load_model
 
         entries = parse_teachers(cfg.teachers, self.languages)
         teachers, index_of = [], {}

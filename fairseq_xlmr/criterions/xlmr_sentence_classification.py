@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from fairseq_xlmr.criterions.contrastive import pool_sequence
 from fairseq_xlmr.evaluation.metrics import add_language_counts, per_language, reduce_loss_and_language_metrics
+from fairseq_xlmr.modules.pooling import pool_sequence
 from fairseq_xlmr.tasks.xlmr_sentence_classification import head_pooling
 
 
@@ -39,7 +39,7 @@ class XlmrSentenceClassificationCriterion(FairseqCriterion):
     def sentence_vectors(self, model, net_input):
         """`(batch, dim)`: what the head reads, the `<s>` state or the mean of the non-pad states."""
         states, _ = model(**net_input, features_only=True)  # (batch, seq_len, dim)
-        return pool_sequence(states, net_input["src_tokens"], self.pad, head_pooling(self.pooling, model.args))
+        return pool_sequence(states, net_input["src_tokens"].ne(self.pad), head_pooling(self.pooling, model.args))
 
     def sentence_logits(self, model, net_input, language=None):
         """`(batch, num_labels)`: RoBERTa's head on `<s>`, or the same head on the mean of the non-pad states.

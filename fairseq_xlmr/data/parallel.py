@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from fairseq.data import BaseWrapperDataset, Dictionary, FairseqDataset, data_utils
 
-from fairseq_xlmr.criterions.contrastive import mine_positives, piece_words
 from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset
 from fairseq_xlmr.data.masking import mask_tokens, random_candidates, special_ids
+from fairseq_xlmr.data.word_pairs import mine_positives, piece_words
 
 
 def tlm_pair(src: np.ndarray, tgt: np.ndarray, bos: int, eos: int, src_lang: int, tgt_lang: int,

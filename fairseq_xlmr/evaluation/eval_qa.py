@@ -15,6 +15,8 @@ from typing import Dict, Optional
 
 import torch
 
+from fairseq_xlmr.files import write_json
+
 logger = logging.getLogger(__name__)
 
 TASK_OPTIONS = ("valid_languages", "question_languages", "valid_file_pattern", "test_file_pattern", "qa_metric",
@@ -76,8 +78,8 @@ def evaluate_checkpoint(checkpoint, overrides: Optional[Dict] = None, batch_size
 
     Returns {"seed", "splits": {split: {"scores", "predictions"}}}, scores in percent.
     """
-    import fairseq_xlmr  # noqa: F401  (registers the task, criterion and model)
     from fairseq import checkpoint_utils
+
 
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} does not exist; give a checkpoint written by "
@@ -125,8 +127,7 @@ def evaluate_and_write(checkpoint, name: str, out=None, overrides: Optional[Dict
                          table(scores, "f1")["per_language"], split=split, extra=extra)
     for split_name, result in splits.items():
         for pair, predictions in result["predictions"].items():
-            with open(path.parent / f"predictions_{split_name}_{pair}.json", "w", encoding="utf-8") as f:
-                json.dump(predictions, f, ensure_ascii=False, indent=1)
+            write_json(path.parent / f"predictions_{split_name}_{pair}.json", predictions)
     return path
 
 

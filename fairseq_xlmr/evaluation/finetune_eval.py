@@ -97,8 +97,7 @@ def evaluate_checkpoint(checkpoint, splits: Sequence[str] = ("valid", "test"), o
     from fairseq import checkpoint_utils
     from fairseq.logging import metrics
 
-    import fairseq_xlmr  # noqa: F401  (registers the tasks and criteria)
-    from fairseq_xlmr.tasks.finetune_base import SPLIT_FIELDS, XlmrFinetuneTask
+    from fairseq_xlmr.finetune.base import SPLIT_FIELDS, XlmrFinetuneTask
 
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides=overrides)
     if not isinstance(task, XlmrFinetuneTask):

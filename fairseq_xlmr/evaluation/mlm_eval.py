@@ -12,7 +12,6 @@ Every checkpoint is scored with the plain `xlmr_mlm` cross-entropy whatever crit
 teacher or discriminator is loaded.
 """
 
-import json
 import math
 import os
 from collections import defaultdict
@@ -24,6 +23,8 @@ from tqdm import tqdm
 
 from fairseq_xlmr import checkpoint
 from fairseq_xlmr.evaluation.results import average, write_results
+from fairseq_xlmr.files import write_json
+from fairseq_xlmr.tables import markdown_table
 
 
 def add_arguments(parser):
@@ -111,12 +112,9 @@ def evaluate(checkpoint_path, data=None, split="valid", with_init=False, batch_s
 
 def format_table(results):
     columns = [name for name in ("init", "start", "trained") if name in results]
-    header = "| lang | " + " | ".join(f"ppl {name}" for name in columns) + " | predicted tokens |"
-    lines = [header, "|" + "---|" * (len(columns) + 2)]
-    for lang, trained in results["trained"].items():
-        cells = " | ".join(f"{results[name][lang]['ppl']:.1f}" for name in columns)
-        lines.append(f"| {lang} | {cells} | {trained['predicted']} |")
-    return "\n".join(lines)
+    rows = [[lang] + [f"{results[name][lang]['ppl']:.1f}" for name in columns] + [str(trained["predicted"])]
+            for lang, trained in results["trained"].items()]
+    return "\n".join(markdown_table(["lang"] + [f"ppl {name}" for name in columns] + ["predicted tokens"], rows))
 
 
 def main(args):
@@ -124,8 +122,7 @@ def main(args):
                        args.start)
     print(format_table(results))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        write_json(args.json, results)
     seed = results["mask_seed"]
     ppl = {lang: r["ppl"] for lang, r in results["trained"].items()}
     if args.results_dir:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from fairseq_xlmr.evaluation.results import find_results, mean_std, read_results
+from fairseq_xlmr.evaluation.results import find_results, read_results
+from fairseq_xlmr.files import write_atomic
+from fairseq_xlmr.tables import markdown_table, mean_std
 
 MISSING = "–"
 
@@ -199,14 +201,12 @@ def _our_label(row: OurRow) -> str:
 def render_table(table: PaperTable, rows: Sequence[OurRow]) -> str:
     """One paper table as Markdown: the paper's rows, then ours."""
     d = table.decimals
-    header = ["Model", *table.languages, "Avg"]
-    lines = [f"## {table.title}", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" + "---:|" * (len(header) - 1)]
+    lines = []
     for paper in table.rows:
         cells = [_fmt(v, d) for v in paper.values] + [_fmt(paper.average, d)]
         if table.with_em:
             cells = [f"{f} / {_fmt(e, d)}" for f, e in zip(cells, list(paper.em) + [paper.em_average])]
-        lines.append("| " + " | ".join([paper.label, *cells]) + " |")
+        lines.append([paper.label, *cells])
     notes = []
     for row in rows:
         average, complete = _row_average(row, table.languages)
@@ -217,7 +217,7 @@ def render_table(table: PaperTable, rows: Sequence[OurRow]) -> str:
             cells = [MISSING if f == MISSING else f"{f} / {e}" for f, e in zip(cells, em_cells)]
         if not complete and average is not None:
             cells[-1] += "*"
-        lines.append("| " + " | ".join([_our_label(row), *cells]) + " |")
+        lines.append([_our_label(row), *cells])
         extra = [lang for lang in row.values if lang not in table.languages]
         if extra:
             notes.append(f"- {row.label} also evaluated: " + ", ".join(
@@ -225,7 +225,8 @@ def render_table(table: PaperTable, rows: Sequence[OurRow]) -> str:
         if not complete and average is not None:
             notes.append(f"- `*` {row.label}: average over the {sum(l in row.values for l in table.languages)} of "
                          f"{len(table.languages)} languages evaluated.")
-    return "\n".join(lines + ([""] + notes if notes else []))
+    text = [f"## {table.title}", ""] + markdown_table(["Model", *table.languages, "Avg"], lines, numeric=True)
+    return "\n".join(text + ([""] + notes if notes else []))
 
 
 def render_other(task: str, rows: Sequence[OurRow]) -> str:
@@ -287,7 +288,7 @@ def write_report(results_dir, out_dir, plots: bool = True) -> str:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = render_report(tables)
-    (out_dir / "report.md").write_text(markdown, encoding="utf-8")
+    write_atomic(out_dir / "report.md", markdown)
     if plots:
         papers = {t.task: t for t in PAPER_TABLES}
         for task, rows in tables.items():

@@ -22,10 +22,11 @@ with the sample standard deviation (n - 1; 0 for a single seed).
 """
 
 import json
-import math
-import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+from fairseq_xlmr.files import write_json
+from fairseq_xlmr.tables import mean_std
 
 RESULTS_FILE = "results.json"
 REQUIRED_KEYS = ("task", "seed", "metric", "split", "per_language", "average")
@@ -48,10 +49,7 @@ def write_results(path, task: str, seed: int, metric: str, per_language: Dict[st
                "per_language": {lang: float(value) for lang, value in per_language.items()},
                "average": average(per_language)}
     results.update(extra or {})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # a crash never leaves a half-written results.json
-    return path
+    return write_json(path, results, indent=2)  # a crash never leaves a half-written results.json
 
 
 def read_results(path) -> Dict:
@@ -59,7 +57,13 @@ def read_results(path) -> Dict:
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
-    results = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read a results.json ({error}).") from None
+    if not isinstance(results.get("per_language"), dict) or "average" not in results:
+        raise ValueError(f"{path}: no `per_language` and `average`; give the results.json of an evaluation "
+                         "(eval-retrieval, finetune-eval, eval-qa, analyze), not a summary.json.")
     missing = [key for key in REQUIRED_KEYS if key not in results]
     if missing:
         raise ValueError(f"{str(path)!r} lacks {missing}; it was not written by write_results.")
@@ -69,16 +73,6 @@ def read_results(path) -> Dict:
 def find_results(root) -> List[Path]:
     """Every results.json under `root`, sorted."""
     return sorted(Path(root).rglob(RESULTS_FILE))
-
-
-def mean_std(values: Sequence[float]) -> Dict[str, float]:
-    """{"mean", "std" (sample, n - 1; 0 for one value), "n"}."""
-    n = len(values)
-    if not n:
-        raise ValueError("no values to aggregate")
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "n": n}
 
 
 def aggregate_seeds(runs: Sequence[Dict]) -> Dict:

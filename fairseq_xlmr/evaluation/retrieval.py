@@ -27,7 +27,6 @@ Output: retrieval.json (everything), retrieval.png (accuracy per layer per langu
 (format: `fairseq_xlmr.evaluation.results`; xx→pivot accuracy at --report-layer).
 """
 
-import json
 import logging
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -35,6 +34,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from fairseq_xlmr.analysis.cka import center_columns
+from fairseq_xlmr.files import CHECKPOINT_FILE, MODEL_DIR_FILES, SPM_FILE, read_lines, write_json
+from fairseq_xlmr.modules.pooling import pool_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ BLOCK_ROWS = 4096  # query rows per similarity block on the torch path
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model-dir", required=True, help="model.pt + dict.txt + sentencepiece.bpe.model")
-    parser.add_argument("--checkpoint-file", default="model.pt", help="checkpoint file name in --model-dir")
+    parser.add_argument("--model-dir", required=True, help=" + ".join(MODEL_DIR_FILES))
+    parser.add_argument("--checkpoint-file", default=CHECKPOINT_FILE, help="checkpoint file name in --model-dir")
     parser.add_argument("--data-dir", required=True, help="aligned <lang>.txt files or Tatoeba files")
     parser.add_argument("--format", choices=["aligned", "tatoeba"], default="aligned",
                         help="aligned: <lang>.txt, line i <-> line i; tatoeba: tatoeba.<xx>-eng.{<xx>,eng}")
@@ -91,7 +92,7 @@ def main(args) -> int:
         if args.report_layer != 0:
             raise ValueError(f"--pooling lexical has one layer, 0 (no model); got --report-layer "
                              f"{args.report_layer}. Pass --report-layer 0.")
-        layers, embed = [0], lexical_embedder(Path(args.model_dir) / "sentencepiece.bpe.model")
+        layers, embed = [0], lexical_embedder(Path(args.model_dir) / SPM_FILE)
     else:
         hub = XlmrHubInterface.from_pretrained(args.model_dir, args.checkpoint_file)
         if torch.cuda.is_available() and not args.cpu:
@@ -130,10 +131,10 @@ def read_aligned(data_dir, pivot: str, languages: Optional[Sequence[str]] = None
     if unknown:
         raise ValueError(f"--languages lists {', '.join(unknown)} but {data_dir} has no such <lang>.txt; "
                          "fix the list or the directory.")
-    pivot_lines = read_lines(data_dir / f"{pivot}.txt")
+    pivot_lines = read_lines(data_dir / f"{pivot}.txt", "utf-8")
     pairs = {}
     for lang in wanted:
-        lines = read_lines(data_dir / f"{lang}.txt")
+        lines = read_lines(data_dir / f"{lang}.txt", "utf-8")
         if len(lines) != len(pivot_lines):
             raise ValueError(f"{data_dir / (lang + '.txt')} has {len(lines)} lines but {pivot}.txt has "
                              f"{len(pivot_lines)}; aligned files must match line by line.")
@@ -152,19 +153,12 @@ def read_tatoeba(data_dir, languages: Optional[Sequence[str]] = None) -> Pairs:
                          f"{', '.join(unknown) or 'any language'} (found: {', '.join(found) or 'none'}).")
     pairs = {}
     for lang in languages or found:
-        xs = read_lines(data_dir / f"tatoeba.{lang}-eng.{lang}")
-        ys = read_lines(data_dir / f"tatoeba.{lang}-eng.eng")
+        xs = read_lines(data_dir / f"tatoeba.{lang}-eng.{lang}", "utf-8")
+        ys = read_lines(data_dir / f"tatoeba.{lang}-eng.eng", "utf-8")
         if len(xs) != len(ys):
             raise ValueError(f"tatoeba.{lang}-eng.{lang} has {len(xs)} lines but tatoeba.{lang}-eng.eng has {len(ys)}.")
         pairs[lang] = (xs, ys)
     return pairs
-
-
-def read_lines(path: Path) -> List[str]:
-    """Lines split on "\n" only (a U+0085 or U+2028 inside a sentence must not shift the alignment)."""
-    text = path.read_text(encoding="utf-8")
-    lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
-    return [line.rstrip("\r") for line in lines]
 
 
 def parse_layers(value: str, num_layers: int) -> List[int]:
@@ -180,14 +174,6 @@ def parse_layers(value: str, num_layers: int) -> List[int]:
 
 
 # --------------------------------------------------------------------------- embeddings
-
-
-def pool(states: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """states `(batch, seq_len, dim)`, mask `(batch, seq_len)` True at real tokens -> `(batch, dim)`."""
-    if pooling == "cls":
-        return states[:, 0]
-    mask = mask.to(states.dtype)[:, :, None]
-    return (states * mask).sum(1) / mask.sum(1)
 
 
 @torch.no_grad()
@@ -212,7 +198,7 @@ def embed_sentences(hub, sentences: Sequence[str], layers: Sequence[int], poolin
         _, extra = hub.model(tokens, features_only=True, return_all_hiddens=True)
         mask = tokens.ne(pad)
         for layer in layers:
-            pooled = pool(extra["inner_states"][layer].transpose(0, 1), mask, pooling).float().cpu()
+            pooled = pool_sequence(extra["inner_states"][layer].transpose(0, 1), mask, pooling).float().cpu()
             for row, index in enumerate(rows):
                 out[layer][index] = pooled[row]
     return {layer: torch.stack(vectors) if vectors else torch.empty(0) for layer, vectors in out.items()}
@@ -350,7 +336,7 @@ def write_outputs(out_dir: Path, results: Dict, name: str, seed: int, report_lay
     from fairseq_xlmr.evaluation.results import write_results
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "retrieval.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    write_json(out_dir / "retrieval.json", results)
     plot_layers(results, scoring, out_dir / "retrieval.png")
     at = results["layers"].index(report_layer)
     accuracies = results["accuracy"][scoring]

@@ -18,8 +18,8 @@ from fairseq.data import Dictionary
 from omegaconf import OmegaConf
 
 from fairseq_xlmr import checkpoint
-from fairseq_xlmr.atomic import write_atomic
-from fairseq_xlmr.hub import DICT_FILE, SPM_FILE, embedding_rows
+from fairseq_xlmr.checkpoint import embedding_rows
+from fairseq_xlmr.files import DICT_FILE, SPM_FILE, write_atomic
 
 # fairseq's checkpoint names: checkpoint_<epoch>_<update>.pt (--save-interval-updates) and checkpoint<epoch>.pt.
 UPDATE_CHECKPOINT = re.compile(r"^checkpoint_(\d+)_(\d+)\.pt$")

@@ -16,18 +16,18 @@ import logging
 import shutil
 from pathlib import Path
 
+from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, SPM_FILE, atomic_output_dir, check_output_dir
 from fairseq_xlmr.interop import hf_mapping as mapping
-from fairseq_xlmr.interop.output_dir import atomic_output_dir, check_output_dir
-from fairseq_xlmr.preprocess.spm import DICT_FILENAME, SPM_FILENAME, check_spm_matches_dict
+from fairseq_xlmr.preprocess.spm import check_spm_matches_dict
 
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("ckpt_dir", metavar="CKPT_DIR",
-                        help=f"model directory: model.pt, {DICT_FILENAME}, {SPM_FILENAME}")
+                        help=f"model directory: model.pt, {DICT_FILE}, {SPM_FILE}")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="where the HF models go: the MLM model in OUT_DIR, each head in OUT_DIR/<head name>/")
-    parser.add_argument("--checkpoint-file", default="model.pt", help="checkpoint file name in CKPT_DIR")
+    parser.add_argument("--checkpoint-file", default=CHECKPOINT_FILE, help="checkpoint file name in CKPT_DIR")
     parser.add_argument("--qa-heads", nargs="*", default=None, metavar="NAME",
                         help="token heads to export as XLMRobertaForQuestionAnswering (default: 2-output "
                         "token heads whose name contains 'qa'; the option alone: none)")
@@ -93,11 +93,11 @@ def hf_tokenizer(spm_path, work_dir):
     import transformers
 
     Path(work_dir).mkdir(parents=True)
-    shutil.copy(spm_path, Path(work_dir) / SPM_FILENAME)
+    shutil.copy(spm_path, Path(work_dir) / SPM_FILE)
     return transformers.XLMRobertaTokenizerFast.from_pretrained(str(work_dir))
 
 
-def export(ckpt_dir: Path, out_dir: Path, checkpoint_file="model.pt", qa_heads=None, overwrite=False):
+def export(ckpt_dir: Path, out_dir: Path, checkpoint_file=CHECKPOINT_FILE, qa_heads=None, overwrite=False):
     """Write the HF models of a model directory; return [(subdir, HF class name)]."""
     import transformers
 
@@ -105,7 +105,7 @@ def export(ckpt_dir: Path, out_dir: Path, checkpoint_file="model.pt", qa_heads=N
 
     check_output_dir(out_dir, overwrite)
     hub = XlmrHubInterface.from_pretrained(str(ckpt_dir), checkpoint_file)  # names missing files
-    spm_path, dict_path = Path(ckpt_dir) / SPM_FILENAME, Path(ckpt_dir) / DICT_FILENAME
+    spm_path, dict_path = Path(ckpt_dir) / SPM_FILE, Path(ckpt_dir) / DICT_FILE
     check_spm_matches_dict(spm_path, dict_path)  # HF ids = fairseq ids only in XLM-R's layout
     model, dictionary = hub.model, hub.dictionary
     family = mapping.family_of(model.args)
@@ -131,7 +131,7 @@ def export(ckpt_dir: Path, out_dir: Path, checkpoint_file="model.pt", qa_heads=N
             target = tmp / subdir
             hf_model.save_pretrained(str(target))  # model.safetensors
             tokenizer.save_pretrained(str(target))  # tokenizer.json (fast) + tokenizer_config.json
-            shutil.copy(spm_path, target / SPM_FILENAME)  # what the sentencepiece-based tokenizer loads
+            shutil.copy(spm_path, target / SPM_FILE)  # what the sentencepiece-based tokenizer loads
             written.append((subdir, class_name))
             logger.info("exported %s to %s", class_name, target)
         shutil.rmtree(tmp / ".tokenizer")

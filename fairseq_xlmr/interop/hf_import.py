@@ -22,21 +22,20 @@ from types import SimpleNamespace
 
 import torch
 
+from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, SPM_FILE, atomic_output_dir, check_output_dir
 from fairseq_xlmr.interop import hf_bert
 from fairseq_xlmr.interop import hf_mapping as mapping
-from fairseq_xlmr.interop.output_dir import atomic_output_dir, check_output_dir
 from fairseq_xlmr.interop.real_vocab import spm_from_tokenizer_json, write_vocab
-from fairseq_xlmr.preprocess.spm import DICT_FILENAME, FIRST_PIECE_ID, SPM_FILENAME
+from fairseq_xlmr.preprocess.spm import FIRST_PIECE_ID
 
 logger = logging.getLogger(__name__)
-CHECKPOINT_FILE = "model.pt"
 _EMBEDDING_ROWS = ("encoder.sentence_encoder.embed_tokens.weight", "encoder.lm_head.weight", "encoder.lm_head.bias")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("hf_dir", metavar="HF_DIR", help="HF model directory (the layout of export-hf)")
     parser.add_argument("out_dir", metavar="OUT_DIR",
-                        help=f"where {CHECKPOINT_FILE}, {DICT_FILENAME} and {SPM_FILENAME} go")
+                        help=f"where {CHECKPOINT_FILE}, {DICT_FILE} and {SPM_FILE} go")
     parser.add_argument("--head-name", default=None,
                         help="name of the head when HF_DIR itself is a head model (default: 'qa' for "
                         "question answering, 'head' otherwise)")
@@ -73,10 +72,10 @@ def read_vocabulary(hf_dir: Path):
     """
     from sentencepiece import sentencepiece_model_pb2 as pb
 
-    spm_path, json_path = hf_dir / SPM_FILENAME, hf_dir / "tokenizer.json"
+    spm_path, json_path = hf_dir / SPM_FILE, hf_dir / "tokenizer.json"
     if not spm_path.is_file() and not json_path.is_file():
         found = " (it has a WordPiece vocab.txt)" if (hf_dir / "vocab.txt").is_file() else ""
-        raise FileNotFoundError(f"{hf_dir} has neither {SPM_FILENAME} nor tokenizer.json{found}; the "
+        raise FileNotFoundError(f"{hf_dir} has neither {SPM_FILE} nor tokenizer.json{found}; the "
                                 f"vocabulary cannot be rebuilt. {SUPPORTED_VOCABULARIES}")
     from_json = None
     if json_path.is_file():
@@ -118,7 +117,6 @@ def _load(hf_dir, part, family):
 def collect_state(hf_dir: Path, head_name=None):
     """(family, our config fields, fairseq state dict, {head: (part, outputs)}) of HF_DIR and its heads."""
     import transformers
-
     from fairseq.data import Dictionary
 
     config = transformers.AutoConfig.from_pretrained(str(hf_dir))
@@ -162,7 +160,7 @@ def collect_state(hf_dir: Path, head_name=None):
 
 def import_hf(hf_dir: Path, out_dir: Path, head_name=None, overwrite=False, sentence_pooling="cls"):
     """Write the fairseq model directory of an HF one; return the imported head names."""
-    from fairseq_xlmr.hub import load_dictionary
+    from fairseq_xlmr.checkpoint import load_dictionary
     from fairseq_xlmr.models.xlmr_encoder import XlmrEncoderModel
 
     check_output_dir(out_dir, overwrite)
@@ -174,7 +172,7 @@ def import_hf(hf_dir: Path, out_dir: Path, head_name=None, overwrite=False, sent
     fields["sentence_pooling"] = sentence_pooling
     with atomic_output_dir(out_dir, overwrite) as tmp:
         write_vocab(tmp, spm_model, pieces)
-        dictionary = load_dictionary(str(tmp / DICT_FILENAME))
+        dictionary = load_dictionary(str(tmp / DICT_FILE))
         rows = state[_EMBEDDING_ROWS[0]].shape[0]
         if rows < len(dictionary):
             raise ValueError(f"the HF model has {rows} embedding rows but its tokenizer {len(dictionary)} "
@@ -206,7 +204,7 @@ def checkpoint_state(model, fields):
         "cfg": {
             "model": model_cfg,
             "task": {"_name": "masked_lm", "data": "."},  # fairseq's hub points `data` at the model dir
-            "bpe": {"_name": "sentencepiece", "sentencepiece_model": SPM_FILENAME},
+            "bpe": {"_name": "sentencepiece", "sentencepiece_model": SPM_FILE},
         },
         "args": None,
         "model": model.state_dict(),

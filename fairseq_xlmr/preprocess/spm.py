@@ -11,11 +11,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fairseq_xlmr.atomic import write_atomic
 from fairseq_xlmr.data.language_sampling import sampling_probs
+from fairseq_xlmr.files import DICT_FILE, SPM_FILE, list_option, write_atomic
 
-SPM_FILENAME = "sentencepiece.bpe.model"  # the name XLM-R releases use, although the model is unigram
-DICT_FILENAME = "dict.txt"
 # XLM-R keeps SentencePiece's default specials (unk=0, bos=1, eos=2, no pad); fairseq's Dictionary puts
 # <s>, <pad>, </s>, <unk> at 0-3, so dict.txt lists SPM ids >= 3 and SPM id k becomes fairseq id k + 1.
 SPM_SPECIAL_IDS = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1}
@@ -23,16 +21,11 @@ FIRST_PIECE_ID = 3
 _READ_BLOCK = 1 << 20
 
 
-def comma_list(value: str) -> List[str]:
-    """`--languages en,de,ru` -> ["en", "de", "ru"] (the comma lists fairseq and our tasks use)."""
-    return [item for item in value.split(",") if item]
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--corpus-dir", required=True, help="directory with one <lang>.txt per language")
-    parser.add_argument("--languages", type=comma_list, default=None,
+    parser.add_argument("--languages", type=list_option("--languages"), default=None,
                         help="comma list of languages to use (default: every *.txt in --corpus-dir)")
-    parser.add_argument("--out-dir", required=True, help=f"where {SPM_FILENAME} and {DICT_FILENAME} go")
+    parser.add_argument("--out-dir", required=True, help=f"where {SPM_FILE} and {DICT_FILE} go")
     parser.add_argument("--vocab-size", type=int, default=250000,
                         help="number of SentencePiece pieces (XLM-R: 250000; a few hundred for tiny demos)")
     parser.add_argument("--character-coverage", type=float, default=0.9995,
@@ -46,7 +39,7 @@ def add_arguments(parser) -> None:
                         help="SentencePiece trainer threads")
     parser.add_argument("--disjoint-vocab", action="store_true",
                         help="ablation 'no anchor points': one model per language (--vocab-size split evenly) "
-                             f"in <out-dir>/<lang>/, and one {DICT_FILENAME} where each language's pieces have "
+                             f"in <out-dir>/<lang>/, and one {DICT_FILE} where each language's pieces have "
                              "their own ids; `xlmr binarize --spm-model <out-dir>` encodes with them")
 
 
@@ -182,7 +175,7 @@ def check_spm_matches_dict(spm_path, dict_path) -> None:
     with open(dict_path, encoding="utf-8") as f:
         dict_pieces = [_dict_entry(line, dict_path, i + 1) for i, line in enumerate(f)]
     expected = sp.get_piece_size() - FIRST_PIECE_ID
-    fix = (f"use the {DICT_FILENAME} written by `xlmr train-spm` together with its {SPM_FILENAME}, "
+    fix = (f"use the {DICT_FILE} written by `xlmr train-spm` together with its {SPM_FILE}, "
            "or regenerate both.")
     if len(dict_pieces) != expected:
         raise ValueError(f"{str(dict_path)!r} has {len(dict_pieces)} entries but {str(spm_path)!r} has "
@@ -310,14 +303,14 @@ def train_spm(corpus_dir: Path, out_dir: Path, languages: Optional[Sequence[str]
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / SPM_FILENAME, model)
-    write_atomic(out_dir / DICT_FILENAME, dict_text(pieces, freq))
+    write_atomic(out_dir / SPM_FILE, model)
+    write_atomic(out_dir / DICT_FILE, dict_text(pieces, freq))
 
     p = np.asarray(counts, dtype=np.float64) / sum(counts)
     summary = SpmSummary(langs, counts, p.tolist(), sampling_probs(counts, alpha).tolist(), sampled,
                          skipped, len(pieces), time.perf_counter() - start)
     say(summary.table())
-    say(f"[train-spm] wrote {out_dir / SPM_FILENAME} and {out_dir / DICT_FILENAME}")
+    say(f"[train-spm] wrote {out_dir / SPM_FILE} and {out_dir / DICT_FILE}")
     return summary
 
 
@@ -360,7 +353,7 @@ def read_disjoint_manifest(spm_dir) -> Dict[str, Path]:
     import json
 
     manifest = json.loads((Path(spm_dir) / DISJOINT_MANIFEST).read_text(encoding="utf-8"))
-    return {lang: Path(spm_dir) / lang / SPM_FILENAME for lang in manifest["languages"]}
+    return {lang: Path(spm_dir) / lang / SPM_FILE for lang in manifest["languages"]}
 
 
 def train_disjoint_spm(corpus_dir: Path, out_dir: Path, languages: Optional[Sequence[str]] = None,
@@ -381,12 +374,12 @@ def train_disjoint_spm(corpus_dir: Path, out_dir: Path, languages: Optional[Sequ
         # alpha is irrelevant with one language: every sampled line is this language's.
         summaries[lang] = train_spm(corpus_dir, Path(out_dir) / lang, [lang], per_language, character_coverage,
                                     sample_sentences, 1.0, seed, num_threads, quiet)
-        entries[lang] = read_dict_entries(Path(out_dir) / lang / DICT_FILENAME)
-    write_atomic(Path(out_dir) / DICT_FILENAME, disjoint_dict_text(entries))
+        entries[lang] = read_dict_entries(Path(out_dir) / lang / DICT_FILE)
+    write_atomic(Path(out_dir) / DICT_FILE, disjoint_dict_text(entries))
     # Written last: its presence marks a complete directory for `xlmr binarize`.
     manifest = {"languages": list(files), "pieces_per_language": per_language, "separator": DISJOINT_SEPARATOR}
     write_atomic(Path(out_dir) / DISJOINT_MANIFEST, json.dumps(manifest, indent=1) + "\n")
     if not quiet:
         print(f"[train-spm] disjoint vocabulary: {len(files)} languages x {per_language:,} pieces; wrote "
-              f"{Path(out_dir) / DICT_FILENAME} ({sum(map(len, entries.values())):,} entries)", flush=True)
+              f"{Path(out_dir) / DICT_FILE} ({sum(map(len, entries.values())):,} entries)", flush=True)
     return summaries

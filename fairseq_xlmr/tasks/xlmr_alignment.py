@@ -13,9 +13,9 @@ from fairseq.data import data_utils
 from fairseq.tasks import register_task
 from omegaconf import II
 
-from fairseq_xlmr.criterions.contrastive import read_muse_dictionary
 from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, check_alpha, sampling_probs, size_ratios
 from fairseq_xlmr.data.parallel import BitextDataset, ParallelBatchDataset
+from fairseq_xlmr.data.word_pairs import read_lexicon
 from fairseq_xlmr.tasks.xlmr_mlm import XlmrMlmConfig, XlmrMlmTask, load_shared_dictionary
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class XlmrAlignmentTask(XlmrMlmTask):
         if not os.path.isfile(path):
             logger.warning("no dictionary %s: pair %s gets no token-level positives", path, pair)
             return None
-        lexicon = read_muse_dictionary(path)
+        lexicon = read_lexicon(path)
         logger.info("dictionary %s: %d source words", path, len(lexicon))
         return lexicon
 

@@ -28,9 +28,9 @@ from omegaconf import II, MISSING
 from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, check_alpha, sampling_probs, size_ratios
 from fairseq_xlmr.data.masking import SPM_WORD_START, XlmrMaskTokensDataset
 from fairseq_xlmr.data.padding import PadToMultipleDataset
-from fairseq_xlmr.data.finetune_files import check_matches_pretrained
-from fairseq_xlmr.preprocess.spm import SPM_FILENAME, check_spm_matches_dict
-from fairseq_xlmr.tasks.length_check import check_fits_model
+from fairseq_xlmr.files import DICT_FILE, SPM_FILE
+from fairseq_xlmr.preprocess.spm import check_spm_matches_dict
+from fairseq_xlmr.task_checks import check_fits_model, check_matches_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -334,8 +334,8 @@ def load_shared_dictionary(paths: List[str], languages: List[str]) -> Dictionary
 
 def _shard_dictionary(path: str, languages: List[str]) -> Tuple[str, Dictionary]:
     """(file, dictionary) of one shard: its top dict.txt, else the (identical) <lang>/dict.txt files."""
-    top = os.path.join(path, "dict.txt")
-    files = [top] if os.path.isfile(top) else [os.path.join(path, lang, "dict.txt") for lang in languages]
+    top = os.path.join(path, DICT_FILE)
+    files = [top] if os.path.isfile(top) else [os.path.join(path, lang, DICT_FILE) for lang in languages]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         raise ValueError(f"no dictionary for `task.data` {path!r}: {top} is missing and so are "
@@ -363,6 +363,6 @@ def _check_same_dictionary(a: Tuple[str, Dictionary], b: Tuple[str, Dictionary],
 
 def _check_spm_matches(dict_file: str):
     """A SentencePiece model beside dict.txt must be the one that made it (fairseq id = SPM id + 1)."""
-    spm_file = os.path.join(os.path.dirname(dict_file), SPM_FILENAME)
+    spm_file = os.path.join(os.path.dirname(dict_file), SPM_FILE)
     if os.path.isfile(spm_file):
         check_spm_matches_dict(spm_file, dict_file)

@@ -26,7 +26,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
 from fairseq_xlmr.data import readers
-from fairseq_xlmr.tasks.finetune_base import XlmrFinetuneConfig, XlmrFinetuneTask
+from fairseq_xlmr.finetune.base import XlmrFinetuneConfig, XlmrFinetuneTask
 
 logger = logging.getLogger(__name__)
 

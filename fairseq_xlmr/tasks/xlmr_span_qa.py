@@ -31,8 +31,9 @@ from fairseq_xlmr.data.squad import (
     window_answer,
 )
 from fairseq_xlmr.evaluation.qa_metrics import METRICS, check_language, exact_match, f1, max_over_gold
-from fairseq_xlmr.preprocess.spm import DICT_FILENAME, SPM_FILENAME, check_spm_matches_dict
-from fairseq_xlmr.tasks.length_check import check_fits_model
+from fairseq_xlmr.files import DICT_FILE, SPM_FILE
+from fairseq_xlmr.preprocess.spm import check_spm_matches_dict
+from fairseq_xlmr.task_checks import check_fits_model
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class XlmrSpanQaConfig(FairseqDataclass):
     test_file_pattern: str = field(default="test-context-{context}-question-{question}.json", metadata={"help":
         "test file name in `data` (splits named test*), with {context} and {question}"})
     spm_model: str = field(default="", metadata={"help":
-        f"SentencePiece model; its {DICT_FILENAME} must lie beside it. Empty: the {SPM_FILENAME} beside "
+        f"SentencePiece model; its {DICT_FILE} must lie beside it. Empty: the {SPM_FILE} beside "
         "the pretrained checkpoint (--finetune-from-model, else --restore-file)"})
     max_length: int = field(default=384, metadata={"help":
         "tokens per window, <s> Q </s></s> C </s> included (XTREME: 384)"})
@@ -198,15 +199,15 @@ class XlmrSpanQaTask(FairseqTask):
     def setup_task(cls, cfg: XlmrSpanQaConfig, **kwargs):
         import sentencepiece as spm
 
-        from fairseq_xlmr.hub import load_dictionary
+        from fairseq_xlmr.checkpoint import load_dictionary
 
         check_config(cfg)
         pairs = language_pairs(cfg)
         check_data_files(cfg, pairs)
         spm_path = tokenizer_path(cfg)
-        dict_path = os.path.join(os.path.dirname(spm_path), DICT_FILENAME)
+        dict_path = os.path.join(os.path.dirname(spm_path), DICT_FILE)
         if not os.path.isfile(dict_path):
-            raise ValueError(f"no {DICT_FILENAME} beside `task.spm_model` {spm_path!r}; put the dictionary of "
+            raise ValueError(f"no {DICT_FILE} beside `task.spm_model` {spm_path!r}; put the dictionary of "
                              "the pretrained checkpoint next to its SentencePiece model.")
         check_spm_matches_dict(spm_path, dict_path)
         dictionary = load_dictionary(dict_path)  # + <mask>, as in pretraining, so embedding rows match
@@ -413,9 +414,9 @@ def tokenizer_path(cfg: XlmrSpanQaConfig) -> str:
         if not pretrained or not os.path.isfile(pretrained):
             raise ValueError(f"`task.spm_model` is empty and the pretrained checkpoint {pretrained!r} "
                              f"(--finetune-from-model, else --restore-file) is not a file, so there is no "
-                             f"{SPM_FILENAME} to read; pass --restore-file <pretrained>/model.pt or --spm-model.")
-        path = os.path.join(os.path.dirname(os.path.abspath(pretrained)), SPM_FILENAME)
+                             f"{SPM_FILE} to read; pass --restore-file <pretrained>/model.pt or --spm-model.")
+        path = os.path.join(os.path.dirname(os.path.abspath(pretrained)), SPM_FILE)
     if not os.path.isfile(path):
-        raise ValueError(f"SentencePiece model {path!r} does not exist; put the pretrained model's {SPM_FILENAME} "
+        raise ValueError(f"SentencePiece model {path!r} does not exist; put the pretrained model's {SPM_FILE} "
                          "there or pass --spm-model.")
     return path

@@ -15,13 +15,14 @@ from fairseq.tasks import register_task
 from fairseq_xlmr.data import readers
 from fairseq_xlmr.data.label_alignment import windowed_examples
 from fairseq_xlmr.data.tagging_dataset import TaggingWindowsDataset
-from fairseq_xlmr.tasks.finetune_base import XlmrFinetuneConfig, XlmrFinetuneTask
+from fairseq_xlmr.files import ENCODINGS
+from fairseq_xlmr.finetune.base import XlmrFinetuneConfig, XlmrFinetuneTask
 
 logger = logging.getLogger(__name__)
 
 TAGGING_FORMAT_CHOICES = ChoiceEnum(["conll", "wikiann", "conllu"])
 TAGGING_METRIC_CHOICES = ChoiceEnum(["f1", "accuracy"])
-ENCODING_CHOICES = ChoiceEnum(list(readers.ENCODINGS))
+ENCODING_CHOICES = ChoiceEnum(list(ENCODINGS))
 
 
 @dataclass

@@ -9,7 +9,7 @@
 # would otherwise count 1 and train alone). Port: the same for every task, derived from the job id.
 # Signals: SLURM sends SIGUSR1 to this shell 180 s before the time limit (--signal=B:USR1@180); we
 # pass it to srun, which forwards it to every task; each task saves checkpoint_last.pt at its next
-# update and exits 0 (fairseq_xlmr/fault_tolerance.py); then the job requeues itself, keeps its id,
+# update and exits 0 (fairseq_xlmr/patches/training_loop.py); then the job requeues itself, keeps its id,
 # and resumes from that checkpoint. On SIGTERM (preemption, scancel) the tasks receive it from SLURM
 # directly and checkpoint the same way; this shell only waits for them (SLURM's PreemptMode decides
 # whether the job comes back).

@@ -9,7 +9,7 @@ import torch
 
 from fairseq_xlmr import checkpoint
 from fairseq_xlmr.cli import main as xlmr_main
-from fairseq_xlmr.evaluation.random_init import write_random_init
+from fairseq_xlmr.experiments.random_init import write_random_init
 from tests.fixtures.tiny_data import _WORDS, make_sentence
 from tests.fixtures.tiny_finetune import pretrained_model_dir, write_keyword_tsv
 
@@ -176,7 +176,7 @@ def test_several_languages_each_run_and_results_json_holds_the_reported_values(m
     results = read_results(out)
     assert results["per_language"] == {"xx": 100.0, "yy": 100.0}  # the same word in one space: identity finds it
     assert results["measure"] == "identity-map CSLS P@1"
-    with pytest.raises(ValueError, match="must name languages once each"):
+    with pytest.raises(ValueError, match="`--tgt` lists xx more than once"):
         xlmr(["analyze", "bli", "--model-a", models["trained"], "--tgt", "xx,xx", "--dictionary", tmp_path,
               "--out-dir", tmp_path / "again", "--cpu"])
 

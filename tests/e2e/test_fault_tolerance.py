@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fairseq_xlmr import checkpoint
-from fairseq_xlmr.fault_tolerance import DivergenceError
+from fairseq_xlmr.patches.training_loop import DivergenceError
 from tests.fixtures.fairseq_run import REPO, USER_DIR, fairseq_train, json_stats
 from tests.fixtures.tiny_bin import make_tiny_data_bin
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fairseq_xlmr import cli, hub
-from fairseq_xlmr.evaluation.random_init import write_random_init
 from fairseq_xlmr.evaluation.retrieval import embed_sentences
+from fairseq_xlmr.experiments.random_init import write_random_init
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 
 from fairseq_xlmr.evaluation.finetune_eval import evaluate_and_write
 from fairseq_xlmr.evaluation.results import read_results
-from fairseq_xlmr.evaluation.seeds import pretrained_model_args, run_seeds
+from fairseq_xlmr.experiments.seeds import pretrained_model_args, run_seeds
 from tests.fixtures.fairseq_run import USER_DIR, fairseq_train, json_stats
 from tests.fixtures.tiny_finetune import (
     LANGUAGES,
@@ -163,7 +163,7 @@ def test_finetune_seeds_writes_results_per_seed_and_mean_std(model_dir, tmp_path
         trained.append(argv[argv.index("--seed") + 1])
         fairseq_train(argv)
 
-    caplog.set_level(logging.INFO, logger="fairseq_xlmr.evaluation.seeds")
+    caplog.set_level(logging.INFO, logger="fairseq_xlmr.experiments.seeds")
     summary = run_seeds("keyword", [1, 2], tmp_path / "runs", train_args, cpu=True, epochs=4, train=train)
     assert trained == ["1", "2"]
     assert any("300 training examples, 16 per update: 4 epochs = 76 updates" in m for m in caplog.messages)
@@ -220,7 +220,7 @@ def test_mean_pooling_head_reads_the_mean_of_real_tokens_and_survives_the_checkp
     import torch
     from fairseq import checkpoint_utils
 
-    from fairseq_xlmr.criterions.contrastive import pool_sequence
+    from fairseq_xlmr.modules.pooling import pool_sequence
 
     data = keyword_data(tmp_path / "data", train=64, dev=16)
     finetune("xlmr_sentence_classification", data, model_dir, tmp_path / "ckpt", "accuracy", "--text-b-column", "",
@@ -237,7 +237,7 @@ def test_mean_pooling_head_reads_the_mean_of_real_tokens_and_survives_the_checkp
         alone = criterion.sentence_logits(model, {"src_tokens": short[None]})
         states, _ = model(short[None], features_only=True)
         head = model.classification_heads[task.cfg.classification_head_name]
-        by_hand = head(pool_sequence(states, short[None], pad, "mean")[:, None])
+        by_hand = head(pool_sequence(states, short[None].ne(pad), "mean")[:, None])
         cls_logits, _ = model(short[None], features_only=True, classification_head_name=task.cfg.classification_head_name)
     assert torch.allclose(logits[:1], alone, atol=1e-5)  # padding does not enter the mean
     assert torch.allclose(alone, by_hand, atol=1e-6)

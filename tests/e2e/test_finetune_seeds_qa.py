@@ -3,7 +3,7 @@
 import pytest
 
 from fairseq_xlmr.evaluation.results import read_results
-from fairseq_xlmr.evaluation.seeds import run_seeds
+from fairseq_xlmr.experiments.seeds import run_seeds
 from tests.e2e.test_span_qa import finetune_args, qa_setup  # noqa: F401  (qa_setup is a pytest fixture)
 from tests.fixtures.fairseq_run import fairseq_train, json_stats
 

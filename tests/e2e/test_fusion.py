@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fairseq_xlmr import checkpoint, cli
+from fairseq_xlmr.checkpoint import load_dictionary, load_model
 from fairseq_xlmr.fusion.average import last_k_checkpoints
-from fairseq_xlmr.hub import load_dictionary, load_model
 from tests.fixtures.fairseq_run import USER_DIR, fairseq_train, json_stats, tiny_model_args
 from tests.fixtures.tiny_bin import make_tiny_data_bin
 

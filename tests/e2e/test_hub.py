@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from fairseq_xlmr import hub
+from fairseq_xlmr import checkpoint, hub
 from fairseq_xlmr.preprocess.binarize import binarize
 from tests.fixtures.fairseq_run import USER_DIR, fairseq_train
 from tests.fixtures.tiny_data import make_tiny_corpus, make_tiny_spm
@@ -95,10 +95,10 @@ def test_a_dictionary_of_the_same_size_with_other_pieces_is_refused(model_dir, t
     with pytest.raises(ValueError, match="another vocabulary, whose ids would read the wrong embedding rows"):
         hub.from_pretrained(str(other))
     # fine-tuning from it with that vocabulary is refused too, before any training
-    from fairseq_xlmr.data.finetune_files import check_matches_pretrained
     from fairseq_xlmr.models.xlmr_encoder import dictionary_fingerprint
+    from fairseq_xlmr.task_checks import check_matches_pretrained
 
-    model_args = hub.model_config_from_state(state)
-    model_args.dictionary_fingerprint = dictionary_fingerprint(hub.load_dictionary(str(other / "dict.txt")))
+    model_args = checkpoint.model_config_from_state(state)
+    model_args.dictionary_fingerprint = dictionary_fingerprint(checkpoint.load_dictionary(str(other / "dict.txt")))
     with pytest.raises(ValueError, match="was trained with the dictionary .* another vocabulary"):
         check_matches_pretrained(model_args, model_dir / "model.pt")

@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def start_sbatch(tmp_path, nodes, tasks_per_node, overrides, job_id=4242):
-    """Run pretrain.sbatch as sbatch would (the job's SLURM environment, fake srun/scontrol on PATH)."""
+    """Run pretrain.sbatch would (the job's SLURM environment, fake srun/scontrol on PATH)."""
     data = tmp_path / "data-bin"
     if not data.exists():
         make_tiny_data_bin(data, ["en", "sw"], {"en": 200, "sw": 60})
@@ -106,7 +106,7 @@ def test_time_limit_signal_checkpoints_every_task_then_the_requeued_job_resumes(
     assert state["optimizer_history"][-1]["num_updates"] == stopped_at
 
     # SLURM starts the requeued job: same id, same directory. Rank 0 loads checkpoint_last.pt and
-    # broadcasts it to rank 1 (this crashed under PyTorch >= 2.6 before fairseq_xlmr.distributed).
+    # broadcasts it to rank 1 (this crashed under PyTorch >= 2.6 before fairseq_xlmr.patches.broadcast).
     proc, _ = start_sbatch(tmp_path, nodes=1, tasks_per_node=2, job_id=5151,
                            overrides=[*TINY, *CPU_DISTRIBUTED, f"optimization.max_update={stopped_at + 2}"])
     output, _ = proc.communicate(timeout=240)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from fairseq_xlmr import hub
+from fairseq_xlmr import checkpoint
 from tests.fixtures.fairseq_run import fairseq_train, make_word_data_bin
 
 STOCK_SIZES = ["--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
@@ -63,7 +63,7 @@ def test_stock_fairseq_checkpoint_gives_the_same_outputs(stock_run):
     path, dict_path = stock_run
     stock = _stock_model(path)
     assert type(stock).__name__ == "RobertaModel"
-    ours = hub.load_model(path, hub.load_dictionary(dict_path))
+    ours = checkpoint.load_model(path, checkpoint.load_dictionary(dict_path))
     assert type(ours).__name__ == "XlmrEncoderModel"
     assert set(ours.state_dict()) == set(stock.state_dict())
     _assert_same_outputs(stock, ours, len(ours.encoder.dictionary))
@@ -90,7 +90,7 @@ def test_2019_release_layout_gives_the_same_outputs(stock_run, tmp_path):
     old_path = str(tmp_path / "model.pt")
     torch.save(_to_2019_layout(torch.load(path, weights_only=True)), old_path)
     assert any(k.startswith("decoder.sentence_encoder.emb_layer_norm") for k in torch.load(old_path, weights_only=True)["model"])
-    ours = hub.load_model(old_path, hub.load_dictionary(dict_path))
+    ours = checkpoint.load_model(old_path, checkpoint.load_dictionary(dict_path))
     _assert_same_outputs(_stock_model(path), ours, len(ours.encoder.dictionary))
 
 
@@ -99,4 +99,4 @@ def test_a_dictionary_of_another_size_is_refused(stock_run, tmp_path):
     wrong = tmp_path / "dict.txt"
     wrong.write_text(open(dict_path).read() + "extra 1\n")
     with pytest.raises(ValueError, match="embedding rows but the dictionary has"):
-        hub.load_model(path, hub.load_dictionary(str(wrong)))
+        checkpoint.load_model(path, checkpoint.load_dictionary(str(wrong)))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fairseq_xlmr.cli import main as xlmr
-from fairseq_xlmr.evaluation.sweep import Sweep, parse_values, split_by_resource, summarize
+from fairseq_xlmr.experiments.sweep import Sweep, parse_values, split_by_resource, summarize
 from fairseq_xlmr.preprocess.binarize import binarize
 from tests.fixtures.tiny_data import make_tiny_corpus, make_tiny_spm
 

@@ -9,17 +9,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from fairseq_xlmr.criterions.contrastive import (
-    MemoryQueue,
-    info_nce,
-    mine_positives,
-    piece_words,
-    pool_sequence,
-    pool_words,
-    read_muse_dictionary,
-    symmetric_info_nce,
-    token_info_nce,
-)
+from fairseq_xlmr.data.word_pairs import mine_positives, piece_words, read_lexicon
+from fairseq_xlmr.modules.contrastive import MemoryQueue, info_nce, pool_words, symmetric_info_nce, token_info_nce
+from fairseq_xlmr.modules.pooling import pool_sequence
 
 
 def softplus_log(x):
@@ -66,15 +58,18 @@ def test_memory_queue_keeps_newest_normalised():
 def test_pool_sequence_mean_skips_padding():
     states = torch.arange(12.0).view(2, 3, 2)
     tokens = torch.tensor([[0, 5, 2], [0, 2, 1]])  # pad = 1
-    assert pool_sequence(states, tokens, 1, "mean").tolist() == [[2.0, 3.0], [7.0, 8.0]]
-    assert pool_sequence(states, tokens, 1, "cls").tolist() == [[0.0, 1.0], [6.0, 7.0]]
+    assert pool_sequence(states, tokens.ne(1), "mean").tolist() == [[2.0, 3.0], [7.0, 8.0]]
+    assert pool_sequence(states, tokens.ne(1), "cls").tolist() == [[0.0, 1.0], [6.0, 7.0]]
 
 
 def test_muse_dictionary_and_positive_mining(tmp_path):
     path = tmp_path / "en-de.txt"
-    path.write_text("cat Katze\ncat Kater\nhouse Haus\nbad line with three\nthe der\n", encoding="utf-8")
-    lexicon = read_muse_dictionary(path)
+    path.write_text("cat Katze\ncat Kater\nhouse Haus\n\nThe der\n", encoding="utf-8")
+    lexicon = read_lexicon(path)
     assert lexicon == {"cat": {"katze", "kater"}, "house": {"haus"}, "the": {"der"}}
+    path.with_name("bad.txt").write_text("cat Katze\nbad line with three\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.txt:2: a MUSE dictionary line is `source target`"):
+        read_lexicon(path.with_name("bad.txt"))
     # "▁The ▁cat , ▁sees ▁the ▁house ." -> words the, cat, sees, the, house (punctuation-only "," and "." dropped).
     src_pieces = ["<s>", "▁The", "▁c", "at", ",", "▁sees", "▁the", "▁house", "▁.", "</s>"]
     special = [p in ("<s>", "</s>") for p in src_pieces]

@@ -10,9 +10,18 @@ from argparse import Namespace
 import pytest
 
 from fairseq_xlmr.analysis.features import load_dictionaries
+from fairseq_xlmr.files import read_muse
 from fairseq_xlmr.preprocess import dictionaries
-from fairseq_xlmr.preprocess.dictionaries import (decode_b64, dictd_entries, is_word, parse_entry, parse_index,
-                                                  rank_pairs, read_muse, split_by_source_rank, wordfreq_ranks)
+from fairseq_xlmr.preprocess.dictionaries import (
+    decode_b64,
+    dictd_entries,
+    is_word,
+    parse_entry,
+    parse_index,
+    rank_pairs,
+    split_by_source_rank,
+    wordfreq_ranks,
+)
 
 # Entries in the styles of the real packages: eng-deu (parts of speech, glosses, examples, see-also),
 # eng-hin (numbered senses, quoted examples), eng-tur (run-on derived words), eng-jpn (English glosses).

@@ -1,4 +1,4 @@
-"""Launch checks of fairseq_xlmr.distributed: what fairseq would get silently wrong under SLURM fails first,
+"""Launch checks of fairseq_xlmr.patches.distributed_launch: what fairseq would get silently wrong under SLURM fails first,
 with the field, the value, the rule and the fix; the CPU rendezvous is one process per task."""
 
 import os
@@ -7,7 +7,7 @@ import pytest
 from fairseq.dataclass.configs import FairseqConfig
 from omegaconf import OmegaConf
 
-from fairseq_xlmr.distributed import check_launch, infer_task_init, needs_task_init, slurm_layout
+from fairseq_xlmr.patches.distributed_launch import check_launch, infer_task_init, needs_task_init, slurm_layout
 from tests.fixtures import fake_slurm
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fairseq_xlmr.data import readers
-from fairseq_xlmr.data.finetune_files import discover_languages, is_per_language, language_file, parse_languages
+from fairseq_xlmr.finetune.split_files import discover_languages, is_per_language, language_file, parse_languages
 
 XNLI_HEADER = ("language\tgold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
                "sentence2_parse\tsentence1\tsentence2\tpromptID\tpairID\tgenre")
@@ -128,5 +128,7 @@ def test_split_file_patterns(tmp_path):
     assert not is_per_language("xnli.dev.tsv", "valid_file")
     with pytest.raises(ValueError, match="mixes patterns"):
         is_per_language("{lang}.tsv,all.tsv", "train_file")
-    assert parse_languages(" en, de ,en", "train_languages") == ["en", "de"]
+    assert parse_languages(" en, de ,", "train_languages") == ["en", "de"]
+    with pytest.raises(ValueError, match=r"`task.train_languages` lists en more than once: ' en, de ,en'"):
+        parse_languages(" en, de ,en", "train_languages")
     assert parse_languages("all", "train_languages") is None

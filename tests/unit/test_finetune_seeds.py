@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from fairseq_xlmr.evaluation import seeds
+from fairseq_xlmr.experiments import seeds
 
 
 def test_train_args_follow_the_double_dash():

@@ -14,8 +14,8 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError
 
 import fairseq_xlmr  # noqa: F401  (registers our components, as common.user_dir does)
-from fairseq_xlmr.distributed import PluginCallback
-from fairseq_xlmr.fault_tolerance import describe_global_batch
+from fairseq_xlmr.components import PluginCallback
+from fairseq_xlmr.patches.training_loop import describe_global_batch
 from tests.fixtures.fairseq_run import REPO
 
 CONFIGS = Path(REPO) / "hydra_configs"

@@ -10,7 +10,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from fairseq_xlmr import cli, hub  # noqa: E402
+from fairseq_xlmr import checkpoint, cli, hub  # noqa: E402
 from fairseq_xlmr.interop import hf_import  # noqa: E402
 from tests.fixtures.tiny_data import make_tiny_corpus, make_tiny_spm  # noqa: E402
 from tests.unit.test_interop_hf import SAMPLE, batch, max_diff  # noqa: E402
@@ -26,7 +26,7 @@ def vocab(tmp_path_factory):
 
 def write_bert(directory, vocab, architecture):
     """A random BERT of `architecture` with every weight perturbed (LayerNorms too), with our tokenizer."""
-    size = len(hub.load_dictionary(str(vocab["dict"])))
+    size = len(checkpoint.load_dictionary(str(vocab["dict"])))
     config = transformers.BertConfig(
         vocab_size=size + EXTRA_ROWS, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, max_position_embeddings=40, type_vocab_size=2, layer_norm_eps=1e-12,
@@ -91,10 +91,10 @@ def test_rows_past_the_tokenizer_are_dropped_and_a_missing_lm_head_is_reported(v
         hf_import.import_hf(tmp_path / "hf", tmp_path / "ours")
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "without an LM head; the imported LM head is freshly initialised" in messages
-    assert f"dropping embedding rows {len(hub.load_dictionary(str(vocab['dict'])))}" in messages
+    assert f"dropping embedding rows {len(checkpoint.load_dictionary(str(vocab['dict'])))}" in messages
     state = torch.load(tmp_path / "ours" / "model.pt", weights_only=True)
     assert state["model"]["encoder.sentence_encoder.embed_tokens.weight"].shape[0] == len(
-        hub.load_dictionary(str(vocab["dict"])))
+        checkpoint.load_dictionary(str(vocab["dict"])))
     assert state["cfg"]["model"]["layer_norm_eps"] == 1e-12
 
 

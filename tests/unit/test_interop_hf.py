@@ -12,7 +12,7 @@ transformers = pytest.importorskip("transformers")
 from fairseq import checkpoint_utils  # noqa: E402
 from fairseq.models import ARCH_CONFIG_REGISTRY  # noqa: E402
 
-from fairseq_xlmr import cli, hub  # noqa: E402
+from fairseq_xlmr import checkpoint, cli, hub  # noqa: E402
 from fairseq_xlmr.interop import hf_export, hf_import, hf_mapping  # noqa: E402
 from fairseq_xlmr.models.xlmr_encoder import XlmrEncoderModel  # noqa: E402
 from tests.fixtures.tiny_data import make_tiny_corpus, make_tiny_spm  # noqa: E402
@@ -35,7 +35,7 @@ def write_model_dir(directory, vocab, family):
     torch.manual_seed(0)
     cfg = argparse.Namespace(**FAMILIES[family])
     ARCH_CONFIG_REGISTRY["xlmr_debug"](cfg)
-    dictionary = hub.load_dictionary(str(vocab["dict"]))
+    dictionary = checkpoint.load_dictionary(str(vocab["dict"]))
     model = XlmrEncoderModel.build_model(cfg, SimpleNamespace(source_dictionary=dictionary))
     model.register_classification_head("xnli", num_classes=3)
     model.register_token_head("ner", 5)

@@ -8,9 +8,9 @@ import sentencepiece as spm
 from fairseq.data import Dictionary, data_utils
 
 from fairseq_xlmr import cli
-from fairseq_xlmr.criterions.contrastive import read_muse_dictionary
 from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, sampling_probs, size_ratios
 from fairseq_xlmr.data.parallel import BitextDataset, ParallelBatchDataset, tlm_pair
+from fairseq_xlmr.data.word_pairs import read_lexicon
 from fairseq_xlmr.preprocess.binarize import binarize_parallel
 from tests.fixtures.tiny_parallel import DE, EN, make_parallel_data_bin
 
@@ -77,7 +77,7 @@ def test_tlm_pair_languages_and_positions():
 def test_pair_batches_carry_mask_languages_and_dictionary_positives(tiny):
     dictionary = Dictionary.load(str(tiny["dict"]))
     mask_idx = dictionary.add_symbol("<mask>")
-    lexicon = read_muse_dictionary(tiny["lexicons"] / "en-de.txt")
+    lexicon = read_lexicon(tiny["lexicons"] / "en-de.txt")
     bitext = BitextDataset(load_side(tiny, "train", "en", dictionary), load_side(tiny, "train", "de", dictionary),
                            dictionary, pair_id=0, src_lang=4, tgt_lang=9, max_side=128, lexicon=lexicon)
     sampled = LanguageSamplingDataset([bitext], [1.0], seed=1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fairseq_xlmr import checkpoint, cli, hub
-from fairseq_xlmr.evaluation.random_init import TRAINING_STATE
+from fairseq_xlmr.experiments.random_init import TRAINING_STATE
 from tests.fixtures.tiny_finetune import pretrained_model_dir
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq_xlmr import cli, hub
+from fairseq_xlmr import checkpoint, cli
 from fairseq_xlmr.interop import real_vocab
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def converted(tokenizer_json, tmp_path_factory):
     assert cli.main(["convert-vocab", "--tokenizer-json", str(tokenizer_json), "--out-dir", str(out)]) == 0
     import sentencepiece as spm
 
-    return spm.SentencePieceProcessor(model_file=str(out / "sentencepiece.bpe.model")), hub.load_dictionary(str(out / "dict.txt"))
+    return spm.SentencePieceProcessor(model_file=str(out / "sentencepiece.bpe.model")), checkpoint.load_dictionary(str(out / "dict.txt"))
 
 
 def encode(sp, dictionary, text):

@@ -8,18 +8,11 @@ import pytest
 import sentencepiece
 import torch
 
+from fairseq_xlmr.analysis.cka import center_columns as center
 from fairseq_xlmr.cli import main as xlmr
 from fairseq_xlmr.evaluation import retrieval
-from fairseq_xlmr.analysis.cka import center_columns as center
-from fairseq_xlmr.evaluation.retrieval import (
-    accuracy,
-    knn,
-    normalize,
-    parse_layers,
-    pool,
-    ratio_margin_matrix,
-    retrieve,
-)
+from fairseq_xlmr.evaluation.retrieval import accuracy, knn, normalize, parse_layers, ratio_margin_matrix, retrieve
+from fairseq_xlmr.modules.pooling import pool_sequence
 from tests.fixtures.tiny_data import make_sentence
 from tests.fixtures.tiny_finetune import pretrained_model_dir
 
@@ -65,8 +58,8 @@ def test_retrieval_undoes_a_permutation(monkeypatch):
 def test_pooling_ignores_padding():
     states = torch.arange(12.0).view(1, 4, 3).repeat(2, 1, 1)  # (batch 2, seq 4, dim 3)
     mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
-    assert pool(states, mask, "mean").tolist() == [[4.5, 5.5, 6.5], [1.5, 2.5, 3.5]]
-    assert pool(states, mask, "cls").tolist() == [[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]]
+    assert pool_sequence(states, mask, "mean").tolist() == [[4.5, 5.5, 6.5], [1.5, 2.5, 3.5]]
+    assert pool_sequence(states, mask, "cls").tolist() == [[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]]
 
 
 def test_layer_choice_is_checked():

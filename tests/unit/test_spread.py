@@ -10,7 +10,8 @@ from fairseq_xlmr.cli import main as xlmr_main
 def results(path, per_language):
     path.parent.mkdir(parents=True, exist_ok=True)
     average = sum(per_language.values()) / len(per_language)
-    path.write_text(json.dumps({"task": "udhr", "per_language": per_language, "average": average}))
+    path.write_text(json.dumps({"task": "udhr", "seed": 1, "metric": "accuracy", "split": "test",
+                                "per_language": per_language, "average": average}))
     return path
 
 

@@ -1,6 +1,5 @@
 """Readers for the standard fine-tuning formats (XTREME tasks); pure functions over files."""
 
-from fairseq_xlmr.data.readers.files import ENCODINGS, read_lines
 from fairseq_xlmr.data.readers.sentences import (
     SentenceExample,
     read_labelled_jsonl,
@@ -13,7 +12,7 @@ from fairseq_xlmr.data.readers.sentences import (
 from fairseq_xlmr.data.readers.tagging import TaggedSentence, read_conll, read_conllu, read_wikiann
 
 __all__ = [
-    "ENCODINGS", "read_lines", "SentenceExample", "read_labelled_jsonl", "read_labelled_tsv", "read_pawsx_tsv",
+    "SentenceExample", "read_labelled_jsonl", "read_labelled_tsv", "read_pawsx_tsv",
     "read_xnli_15way", "read_xnli_jsonl", "read_xnli_tsv", "TaggedSentence", "read_conll", "read_conllu",
     "read_wikiann",
 ]

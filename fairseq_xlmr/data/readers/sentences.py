@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from fairseq_xlmr.data.readers.files import read_lines
+from fairseq_xlmr.files import read_lines
 
 logger = logging.getLogger(__name__)
 

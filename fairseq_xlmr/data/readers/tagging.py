@@ -7,7 +7,7 @@ Every reader returns a list of `TaggedSentence`: the words of one sentence and o
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
-from fairseq_xlmr.data.readers.files import read_lines
+from fairseq_xlmr.files import read_lines
 
 
 @dataclass(frozen=True)

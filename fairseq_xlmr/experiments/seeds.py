@@ -18,7 +18,6 @@ Two conveniences for running from a pretrained checkpoint (`--finetune-from-mode
   command line must give) are set to E x ceil(training examples / (batch size x update freq x GPUs)).
 """
 
-import json
 import logging
 import math
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
 from fairseq_xlmr.evaluation.results import RESULTS_FILE, aggregate_seeds, format_summary, read_results
+from fairseq_xlmr.files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def evaluator(train_args: Sequence[str]) -> Callable:
 
 def pretrained_model_args(checkpoint_path) -> List[str]:
     """fairseq-train options for the sizes, LayerNorm epsilon and pooling of a pretrained checkpoint."""
-    from fairseq_xlmr.data.finetune_files import as_train_args, pretrained_model_options
+    from fairseq_xlmr.task_checks import as_train_args, pretrained_model_options
 
     return as_train_args(pretrained_model_options(checkpoint_path))
 
@@ -121,7 +121,7 @@ def recipe_args(recipe: str, checkpoint_path) -> List[str]:
     if checkpoint_path is None:
         raise ValueError("--recipe transfer freezes the lower layers of a pretrained model; pass --finetune-from-model "
                          "among the fairseq-train arguments.")
-    from fairseq_xlmr.data.finetune_files import pretrained_model_options
+    from fairseq_xlmr.task_checks import pretrained_model_options
 
     layers = pretrained_model_options(checkpoint_path)["encoder_layers"]
     return ["--freeze-layers", str(max(0, layers - TRANSFER_TOP_LAYERS))]
@@ -131,7 +131,7 @@ def schedule_args(train_args: List[str], epochs: float, warmup_ratio: float) -> 
     """--max-update/--warmup-updates for `epochs` epochs of the training set the arguments describe."""
     from fairseq import options, tasks
 
-    from fairseq_xlmr.tasks.finetune_base import XlmrFinetuneTask
+    from fairseq_xlmr.finetune.base import XlmrFinetuneTask
 
     # The argparse namespace, not fairseq's config: polynomial_decay's total_num_update is not set yet.
     args = options.parse_args_and_arch(options.get_training_parser(), train_args)
@@ -185,12 +185,5 @@ def run_seeds(name: str, seeds: Sequence[int], save_dir, train_args: Sequence[st
             evaluate_and_write(checkpoint, name, cpu=cpu)
         results.append(read_results(run_dir))
     summary = aggregate_seeds(results)
-    _write_json(save_dir / SUMMARY_FILE, summary)
+    write_json(save_dir / SUMMARY_FILE, summary, indent=2)
     return summary
-
-
-def _write_json(path: Path, data: Dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-

@@ -14,24 +14,18 @@ margin over the best baseline's mean exceeds the largest seed standard deviation
 baseline.
 """
 
-import json
-import statistics
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from fairseq_xlmr.atomic import write_atomic
+from fairseq_xlmr.evaluation.results import read_results
+from fairseq_xlmr.files import write_atomic, write_json
+from fairseq_xlmr.tables import markdown_table, mean_std
 
 
-def read_results(path) -> Dict[str, float]:
+def scores(path) -> Dict[str, float]:
     """{language: score, ..., "average": score} of one results.json."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read a results.json ({error}).") from None
-    if not isinstance(data.get("per_language"), dict) or "average" not in data:
-        raise ValueError(f"{path}: no `per_language` and `average`; give the results.json of an evaluation "
-                         "(eval-retrieval, finetune-eval, eval-qa), not a summary.json.")
-    return {**{lang: float(v) for lang, v in data["per_language"].items()}, "average": float(data["average"])}
+    results = read_results(path)
+    return {**{lang: float(v) for lang, v in results["per_language"].items()}, "average": float(results["average"])}
 
 
 def read_run(path) -> Tuple[Dict[str, float], Dict[str, float]]:
@@ -40,11 +34,10 @@ def read_run(path) -> Tuple[Dict[str, float], Dict[str, float]]:
     files = sorted(path.glob("seed*/results.json")) if path.is_dir() else [path]
     if path.is_dir() and not files:
         files = [path / "results.json"]
-    runs = [read_results(file) for file in files]
+    runs = [scores(file) for file in files]
     keys = set(runs[0]).intersection(*runs)
-    means = {key: statistics.fmean(run[key] for run in runs) for key in runs[0] if key in keys}
-    stds = {key: statistics.stdev(run[key] for run in runs) if len(runs) > 1 else 0.0 for key in means}
-    return means, stds
+    stats = {key: mean_std([run[key] for run in runs]) for key in runs[0] if key in keys}
+    return {key: s["mean"] for key, s in stats.items()}, {key: s["std"] for key, s in stats.items()}
 
 
 def spread(model: Dict[str, float], baselines: List[Dict[str, float]], model_std: Dict[str, float] = None,
@@ -57,17 +50,14 @@ def spread(model: Dict[str, float], baselines: List[Dict[str, float]], model_std
         values = [baseline[lang] for baseline in baselines]
         best = max(range(len(values)), key=values.__getitem__)
         seed_std = max((model_std or {}).get(lang, 0.0), (baseline_stds or [{}] * len(values))[best].get(lang, 0.0))
-        out[lang] = {"model": score, "mean": statistics.fmean(values),
-                     "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                     "min": min(values), "max": max(values),
+        stats = mean_std(values)
+        out[lang] = {"model": score, "mean": stats["mean"], "std": stats["std"], "min": min(values), "max": max(values),
                      "below": sum(value < score for value in values), "of": len(values),
                      "margin": score - values[best], "seed_std": seed_std, "clear": score - values[best] > seed_std}
     return out
 
 
 def markdown(table: Dict[str, Dict[str, float]], title: str) -> str:
-    from fairseq_xlmr.analysis.analyze import markdown_table
-
     langs = [lang for lang in table if lang != "average"] + ["average"]
     rows = [["model"] + [f"{table[l]['model']:.1f}" for l in langs],
             ["baselines mean ± std"] + [f"{table[l]['mean']:.1f} ± {table[l]['std']:.1f}" for l in langs],
@@ -103,8 +93,8 @@ def main(args) -> int:
     print(text, end="")
     if args.out:
         out = Path(args.out)
-        write_atomic(out.with_suffix(".json"), json.dumps({"model": str(args.model), "baselines": [
-            str(p) for p in args.baselines], "spread": table}, indent=1) + "\n")
+        write_json(out.with_suffix(".json"), {"model": str(args.model), "baselines": [str(p) for p in args.baselines],
+                                              "spread": table})
         write_atomic(out, text)
         print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0

@@ -25,11 +25,16 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask
 from omegaconf import II, MISSING
 
-from fairseq_xlmr.data import finetune_files
-from fairseq_xlmr.data.finetune_files import check_matches_pretrained, pretrained_checkpoint, resolve_vocab_files
-from fairseq_xlmr.hub import DICT_FILE, SPM_FILE, load_dictionary
+from fairseq_xlmr.checkpoint import load_dictionary
+from fairseq_xlmr.files import DICT_FILE, SPM_FILE
+from fairseq_xlmr.finetune import split_files
 from fairseq_xlmr.preprocess.binarize import build_id_table
-from fairseq_xlmr.tasks.length_check import check_fits_model
+from fairseq_xlmr.task_checks import (
+    check_fits_model,
+    check_matches_pretrained,
+    pretrained_checkpoint,
+    resolve_vocab_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +103,7 @@ class XlmrFinetuneTask(FairseqTask):
         self._files: Dict[str, list] = {}  # path -> examples, while setup reads a file more than once
         self.state.add_factory("labels", self._labels_from_training_data)
         # Named languages, or none for 'all' when the training files are not read (evaluation).
-        self.state.add_factory("train_languages", lambda: finetune_files.parse_languages(
+        self.state.add_factory("train_languages", lambda: split_files.parse_languages(
             cfg.train_languages, "train_languages") or [])
 
     @classmethod
@@ -181,10 +186,10 @@ class XlmrFinetuneTask(FairseqTask):
         return getattr(self.cfg, SPLIT_FIELDS[split])
 
     def _resolve_languages(self, value: str, field_name: str, split: str) -> List[str]:
-        languages = finetune_files.parse_languages(value, field_name)
+        languages = split_files.parse_languages(value, field_name)
         pattern, data = self._pattern(split), self.cfg.data
-        if finetune_files.is_per_language(pattern, SPLIT_FIELDS[split]):
-            available = finetune_files.discover_languages(data, pattern)
+        if split_files.is_per_language(pattern, SPLIT_FIELDS[split]):
+            available = split_files.discover_languages(data, pattern)
         else:
             available = sorted({example.language for example in self._read_file_checked(split, None)})
         if not available:
@@ -203,9 +208,9 @@ class XlmrFinetuneTask(FairseqTask):
         if lang is None:
             path = os.path.join(self.cfg.data, pattern)
         else:
-            path = finetune_files.language_file(self.cfg.data, pattern, lang)
+            path = split_files.language_file(self.cfg.data, pattern, lang)
         if path is None or not os.path.isfile(path):
-            shown = pattern.replace(finetune_files.LANG, lang or finetune_files.LANG)
+            shown = pattern.replace(split_files.LANG, lang or split_files.LANG)
             raise ValueError(f"{split} file missing: `task.{SPLIT_FIELDS[split]}` {shown!r} does not exist under "
                              f"{self.cfg.data!r}; add the file, fix the pattern, or drop the language.")
         if str(path) not in self._files:
@@ -215,7 +220,7 @@ class XlmrFinetuneTask(FairseqTask):
     def _read_split(self, split: str) -> list:
         """Examples of `split` for its languages, each example's `language` set."""
         languages = self._split_languages(split)
-        if finetune_files.is_per_language(self._pattern(split), SPLIT_FIELDS[split]):
+        if split_files.is_per_language(self._pattern(split), SPLIT_FIELDS[split]):
             # A per-language file belongs to its language, whatever a row says.
             examples = [dataclasses.replace(example, language=lang)
                         for lang in languages for example in self._read_file_checked(split, lang)]

@@ -1,78 +1,27 @@
-"""Where the files of a fine-tuning run are: the raw files of each split (and which languages they
-hold), and the pretrained model's SentencePiece model and dict.txt.
-
-A split is named by a pattern relative to the data directory. `{lang}` in it stands for the
-language (one file per language: `{lang}/dev_2k.tsv`); a pattern without it is one file holding
-every language in a language column (XNLI-1.0 `xnli.dev.tsv`). Comma-separated alternatives are
-tried in order per language (PAWS-X: English has `en/train.tsv`, the others
-`de/translated_train.tsv`).
+"""What every task checks about the model it builds and the pretrained checkpoint it starts from, before
+the first update: inputs fit the position table, the model is built like the pretrained one (sizes,
+LayerNorm epsilon, pooling, dictionary), and the pretrained model's SentencePiece model and dict.txt exist.
 """
 
-import glob
-import logging
 import os
-import re
-from pathlib import Path
 from typing import List, Optional
 
 import torch
 
-from fairseq_xlmr.hub import DICT_FILE, SPM_FILE
-
-logger = logging.getLogger(__name__)
-
-LANG = "{lang}"
-ALL = "all"
+from fairseq_xlmr import checkpoint
+from fairseq_xlmr.files import DICT_FILE, SPM_FILE
 
 
-def alternatives(pattern: str) -> List[str]:
-    return [p.strip() for p in pattern.split(",") if p.strip()]
+def check_fits_model(model, length, field, fix):
+    """Raise when task.<field> = `length` exceeds the model's max_positions; return max_positions.
 
-
-def is_per_language(pattern: str, field: str) -> bool:
-    """True when every alternative has `{lang}`; a mix is an error (the file layout would be ambiguous)."""
-    parts = alternatives(pattern)
-    if not parts:
-        raise ValueError(f"`task.{field}` is empty; name the split's file(s), e.g. '{{lang}}/train.tsv'.")
-    with_lang = [LANG in p for p in parts]
-    if any(with_lang) and not all(with_lang):
-        raise ValueError(f"`task.{field}` mixes patterns with and without {LANG}: {pattern!r}; either every "
-                         "alternative has one file per language, or the pattern is a single file.")
-    if not any(with_lang) and len(parts) > 1:
-        raise ValueError(f"`task.{field}` names several files without {LANG}: {pattern!r}; a multi-language "
-                         "split is one file.")
-    return all(with_lang)
-
-
-def language_file(data_dir, pattern: str, lang: str) -> Optional[Path]:
-    """The first alternative of `pattern` that exists for `lang`, or None."""
-    for part in alternatives(pattern):
-        path = Path(data_dir) / part.replace(LANG, lang)
-        if path.is_file():
-            return path
-    return None
-
-
-def discover_languages(data_dir, pattern: str) -> List[str]:
-    """Languages that have a file for `pattern` (each alternative globbed with `{lang}` -> `*`), sorted."""
-    found = set()
-    for part in alternatives(pattern):
-        regex = re.compile("^" + re.escape(part).replace(re.escape(LANG), r"(?P<lang>[^/]+?)") + "$")
-        for path in glob.glob(os.path.join(glob.escape(str(data_dir)), part.replace(LANG, "*"))):
-            match = regex.match(os.path.relpath(path, data_dir).replace(os.sep, "/"))
-            if match and os.path.isfile(path):
-                found.add(match.group("lang"))
-    return sorted(found)
-
-
-def parse_languages(value: str, field: str) -> Optional[List[str]]:
-    """'en,de' -> ['en', 'de'] (order kept, duplicates dropped); 'all' -> None (resolved from the files)."""
-    if value.strip() == ALL:
-        return None
-    languages = list(dict.fromkeys(lang.strip() for lang in value.split(",") if lang.strip()))
-    if not languages:
-        raise ValueError(f"`task.{field}` is empty; give comma-separated languages (e.g. 'en') or '{ALL}'.")
-    return languages
+    fairseq would otherwise skip (training) or fail on (validation) every longer sample.
+    """
+    max_positions = model.max_positions()
+    if isinstance(max_positions, int) and length > max_positions:
+        raise ValueError(f"`task.{field}` must not exceed the model's max_positions, got {length} > "
+                         f"{max_positions}; {fix}")
+    return max_positions
 
 
 def pretrained_checkpoint(cfg) -> Optional[str]:
@@ -120,14 +69,12 @@ def pretrained_model_options(path) -> dict:
 
     Fields the checkpoint predates (no layer_norm_eps, sentence_pooling) are left out: their defaults hold.
     """
-    from fairseq_xlmr import checkpoint
-    from fairseq_xlmr.hub import model_config_from_state
-
+    checkpoint.allow_safe_globals()
     try:  # mmap: the weights are not read
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except RuntimeError:  # legacy (non-zip) pickles cannot be mmapped
         state = checkpoint.load(path)
-    cfg = model_config_from_state(state)
+    cfg = checkpoint.model_config_from_state(state)
     options = {name: getattr(cfg, name) for name in PRETRAINED_OPTIONS if getattr(cfg, name, None) is not None}
     if getattr(cfg, "dictionary_fingerprint", ""):
         options["dictionary_fingerprint"] = cfg.dictionary_fingerprint

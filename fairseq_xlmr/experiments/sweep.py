@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, SPM_FILE, write_atomic, write_json
+from fairseq_xlmr.tables import markdown_table
+
 PARAMS = ("alpha", "vocab", "languages")
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -156,14 +159,15 @@ def format_markdown(param: str, rows: List[Dict], info: Dict) -> str:
     header = [param, "mean ppl", "ppl high-res.", "ppl low-res."]
     if has_retrieval:
         header += [f"UDHR retrieval % (layer {rows[0].get('retrieval_layer', '?')})", "best layer %"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table = []
     for row in rows:
         cells = [_fmt_value(row["value"]), _fmt(row["ppl"]), _fmt(row["ppl_high"]), _fmt(row["ppl_low"])]
         if has_retrieval:
             best = row.get("retrieval_best")
             cells += [_fmt(row.get("retrieval")),
                       f"{best:.1f} (layer {row['retrieval_best_layer']})" if best is not None else "-"]
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
+    lines = markdown_table(header, table)
     notes = [f"Scored on {len(info['languages'])} languages: {', '.join(info['languages'])} "
              f"(high-resource: {', '.join(info['high']) or '-'}; low-resource: {', '.join(info['low']) or '-'}); "
              f"{info['max_update']} updates per run, recipe `{info['config_name']}`."]
@@ -258,7 +262,7 @@ class Sweep:
                 if path is None or not path.is_dir():
                     raise ValueError(f"--param {self.param} reuses one binarised corpus: {name} must be a "
                                      f"directory, got {path}. Use demo/data-bin and demo/spm (`make demo`).")
-            for name in ("sentencepiece.bpe.model", "dict.txt"):
+            for name in (SPM_FILE, DICT_FILE):
                 if not (self.spm_dir / name).is_file():
                     raise ValueError(f"--spm-dir {self.spm_dir} has no {name}; give the `xlmr train-spm` output "
                                      "that made --data-bin.")
@@ -320,7 +324,7 @@ class Sweep:
                   "ppl": self.perplexity(run_dir / "checkpoints" / "checkpoint_last.pt", data_bin)}
         if self.udhr_dir is not None and self.pivot in scores["languages"]:
             scores["retrieval"] = self.retrieval(model_dir, scores["languages"])
-        done.write_text(json.dumps(scores, indent=1) + "\n")
+        write_json(done, scores)
         return scores
 
     def prepare_data(self, value, run_dir: Path):
@@ -334,7 +338,7 @@ class Sweep:
         self.say(f"[sweep] {run_dir.name}: SentencePiece {value} pieces + binarisation")
         train_spm(corpus_dir=self.corpus_dir, out_dir=spm_dir, languages=self.languages, vocab_size=int(value),
                   sample_sentences=self.spm_sample_sentences, seed=self.seed, num_threads=self.workers, quiet=True)
-        binarize(corpus_dir=self.corpus_dir, spm_model=spm_dir / "sentencepiece.bpe.model", dest_dir=data_bin,
+        binarize(corpus_dir=self.corpus_dir, spm_model=spm_dir / SPM_FILE, dest_dir=data_bin,
                  languages=self.languages, workers=self.workers, valid_lines=self.valid_lines, overwrite=True,
                  quiet=True)
         return data_bin, spm_dir
@@ -398,8 +402,6 @@ class Sweep:
     # -- outputs
 
     def write(self, scores: Dict) -> Dict:
-        from fairseq_xlmr.atomic import write_atomic
-
         # Every point is scored on the languages all runs share (languages sweep: the smallest run's).
         common = [lang for lang in self.languages if all(lang in s["languages"] for s in scores.values())]
         sentences = {}
@@ -410,7 +412,7 @@ class Sweep:
         result = {"param": self.param, "languages": common, "high": high, "low": low, "max_update": self.max_update,
                   "config_name": self.config_name, "seed": self.seed, "rows": rows,
                   "runs": {_fmt_value(v): s for v, s in scores.items()}}
-        write_atomic(self.out_dir / "sweep.json", json.dumps(result, indent=1) + "\n")
+        write_json(self.out_dir / "sweep.json", result)
         write_atomic(self.out_dir / "sweep.md", format_markdown(self.param, rows, result))
         plot_sweep(self.param, rows, self.out_dir / "sweep.png")
         return result
@@ -435,10 +437,10 @@ def train_sentences(data_bin: Path, languages: Sequence[str]) -> Dict[str, int]:
 
 
 def make_model_dir(checkpoint: Path, spm_dir: Path, model_dir: Path) -> Path:
-    """model.pt + dict.txt + sentencepiece.bpe.model (the hub's layout) from a training checkpoint."""
+    """A model dir (`files.MODEL_DIR_FILES`, the hub's layout) from a training checkpoint."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, model_dir / "model.pt")
-    for name in ("dict.txt", "sentencepiece.bpe.model"):
+    shutil.copyfile(checkpoint, model_dir / CHECKPOINT_FILE)
+    for name in (DICT_FILE, SPM_FILE):
         shutil.copyfile(Path(spm_dir) / name, model_dir / name)
     return model_dir
 

@@ -1,8 +1,8 @@
-"""Launch checks, one process per task, and resuming, for fairseq's distributed training (SLURM, torchrun, CPU).
+"""Replaces `fairseq.distributed.utils.call_main` (checked on ve-fairseq 0.12.3): launch checks and one process per
+task for fairseq's distributed training (SLURM, torchrun, CPU).
 
 fairseq infers ranks and the rendezvous address in `distributed_utils.call_main`, before any
-training starts. Two things go wrong there (ve-fairseq 0.12.3), and we wrap exactly that function;
-a third goes wrong when a multi-process run resumes:
+training starts. Two things go wrong there, and we wrap exactly that function:
 
 1. Silent mistakes under SLURM. Without `distributed_training.distributed_port` fairseq falls back
    to single-node rendezvous (every node trains alone, or it hangs); with one task per GPU and the
@@ -17,34 +17,25 @@ a third goes wrong when a multi-process run resumes:
    one process per SLURM (or torchrun) task, on device 0 or the CPU, and ask CPU runs for `gloo` and
    `legacy_ddp` with a clear error.
 
-3. Resuming with more than one process. Rank 0 loads the checkpoint and broadcasts it pickled; the
-   other ranks unpickle it with PyTorch's default `weights_only=True` (>= 2.6), which refuses the
-   OmegaConf DictConfig that fairseq made of the checkpoint's `cfg`: every multi-GPU run crashed
-   when it resumed (a requeued job, a fine-tuning start). The bytes come from rank 0 of the same
-   job; while they are read we allow exactly OmegaConf's container classes (`_broadcast_object_slow`).
-   Checkpoint files keep the strict allow-list of fairseq_xlmr/checkpoint.py.
-
 `fairseq-train` imports the plugin (`--user-dir`) while parsing arguments, before `call_main`.
 `fairseq-hydra-train` imports `common.user_dir` only inside training, after `call_main` has run;
-`hydra_configs/run_config/*.yaml` therefore name `PluginCallback` as a Hydra callback, whose
-instantiation imports the plugin first.
+`hydra_configs/run_config/*.yaml` therefore name `fairseq_xlmr.components.PluginCallback` as a Hydra
+callback, whose instantiation imports the plugin first.
 """
 
-import collections
 import dataclasses
-import inspect
 import logging
 import os
 import re
 import subprocess
 import sys
-import typing
 from typing import Optional
 
 import torch
 from fairseq.distributed import utils as distributed_utils
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, ListConfig, base, nodes
+
+from fairseq_xlmr.patches import training_loop
+from fairseq_xlmr.patches.wrapping import replace
 
 logger = logging.getLogger(__name__)
 
@@ -182,58 +173,18 @@ def infer_task_init(dt, environ=os.environ) -> None:
                 dt.distributed_world_size, dt.distributed_init_method)
 
 
-def _wrap_call_main():
-    original = distributed_utils.call_main
-    if getattr(original, "_xlmr_wrapped", False):
-        return
-
-    def call_main(cfg, main, **kwargs):
-        from fairseq_xlmr import fault_tolerance
-
+def launch_checks(call_main):
+    def wrapper(cfg, main, **kwargs):
         # The training loop's hooks need fairseq_cli.train, which may have been imported after us.
-        fault_tolerance.patch_training_loop(sys.modules.get(getattr(main, "__module__", ""), None))
+        training_loop.patch_module(sys.modules.get(getattr(main, "__module__", ""), None))
         check_launch(cfg)
         if needs_task_init(cfg):
             infer_task_init(cfg.distributed_training)
-        return original(cfg, main, **kwargs)
+        return call_main(cfg, main, **kwargs)
 
-    call_main._xlmr_wrapped = True
-    # fairseq_cli/train.py and hydra_train.py call `distributed_utils.call_main(...)` through the
-    # module attribute, so replacing it here is enough.
-    distributed_utils.call_main = call_main
+    return wrapper
 
 
-# What the broadcast pickle names besides fairseq_xlmr/checkpoint.py's allow-list: fairseq's
-# placeholder for the tensors it sends separately, and for a DictConfig/ListConfig the containers,
-# their metadata, their value nodes and the plain types recorded as their element and key types.
-BROADCAST_SAFE_GLOBALS = [
-    distributed_utils._TensorPlaceholder, DictConfig, ListConfig, base.Metadata, base.ContainerMetadata, typing.Any, collections.defaultdict,
-    dict, list, tuple, set, int, float, str, bool, bytes,
-    *(c for c in vars(nodes).values() if inspect.isclass(c) and issubclass(c, nodes.ValueNode)),
-]
-
-
-def _wrap_broadcast_object():
-    original = distributed_utils._broadcast_object_slow
-    if getattr(original, "_xlmr_wrapped", False):
-        return
-
-    def _broadcast_object_slow(*args, **kwargs):
-        with torch.serialization.safe_globals(BROADCAST_SAFE_GLOBALS):
-            return original(*args, **kwargs)
-
-    _broadcast_object_slow._xlmr_wrapped = True
-    # broadcast_object and broadcast_tensors look it up as a module attribute.
-    distributed_utils._broadcast_object_slow = _broadcast_object_slow
-
-
-class PluginCallback(Callback):
-    """Hydra callback that only imports fairseq_xlmr, before fairseq-hydra-train launches.
-
-    Named in hydra_configs/run_config/*.yaml (`hydra.callbacks`): Hydra instantiates callbacks before
-    it runs the job, so our `call_main` checks and CPU path are in place when fairseq infers ranks.
-    """
-
-
-_wrap_call_main()
-_wrap_broadcast_object()
+def apply() -> None:
+    # fairseq_cli/train.py and hydra_train.py call `distributed_utils.call_main(...)` through the module attribute.
+    replace(distributed_utils, "call_main", launch_checks)

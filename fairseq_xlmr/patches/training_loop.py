@@ -1,6 +1,7 @@
-"""Fault tolerance for fairseq training: preemption signals, divergence, atomic checkpoints.
+"""Replaces `train` and `validate_and_save` of `fairseq_cli.train` (checked on ve-fairseq 0.12.3): training stops
+cleanly on preemption and names the fix when it diverges.
 
-fairseq (ve-fairseq 0.12.3) lacks all three:
+fairseq lacks both:
 
 - Preemption. SLURM sends SIGTERM (preemption) or the signal asked for with `--signal` (SIGUSR1 in
   scripts/slurm/*.sbatch) before it kills a job; fairseq dies and loses the updates since its last
@@ -10,25 +11,15 @@ fairseq (ve-fairseq 0.12.3) lacks all three:
 - A clear divergence message. On NaN/Inf gradients fairseq writes crash.pt, re-runs the batch under
   its NanDetector and raises `FloatingPointError: gradients are Nan/Inf` ("Minimum loss scale
   reached" with fp16); we re-raise it naming the update, the last good checkpoint and the settings
-  to change. The NanDetector's old-style backward hooks crash (StopIteration) on modules that return
-  a dict without tensors, as fairseq's Transformer encoders do, and that crash replaced the error it
-  was diagnosing: ours hooks the forward pass only and never lets its own failure hide the error.
-- Atomic checkpoints. fairseq writes the first file of a save to `<name>.tmp` and renames it (no
-  fsync), then *copies* it to the other names in place: checkpoint_last.pt is usually such a copy,
-  so a process killed during the copy leaves a truncated checkpoint_last.pt and the next run
-  crashes on it instead of resuming. Every checkpoint write and copy now goes to `<name>.tmp`, is
-  fsynced, and replaces the target with os.replace (then the directory is fsynced).
+  to change (the NanDetector itself: patches/nan_detector.py).
 
-Hooks, all through module attributes that fairseq looks up at call time:
-`checkpoint_utils.torch_persistent_save`, the `PathManager` of checkpoint_utils (its `copy`),
-`trainer.NanDetector`, `fairseq_cli.train.validate_and_save` (after every update: the stop check)
-and `fairseq_cli.train.train` (once per epoch: signal handlers, divergence message).
+`validate_and_save` runs after every update (the stop check), `train` once per epoch (signal handlers,
+divergence message, the global batch logged once); fairseq_cli.train looks both up at call time.
 """
 
 import logging
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -36,11 +27,10 @@ import weakref
 
 import torch
 from fairseq import checkpoint_utils
-from fairseq import trainer as fairseq_trainer
 from fairseq.distributed import utils as distributed_utils
-from fairseq.file_io import PathManager
-from fairseq.nan_detector import NanDetector
 from omegaconf import OmegaConf
+
+from fairseq_xlmr.patches.wrapping import replace
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +99,6 @@ def _stop_on_preemption(validate_and_save):
             task.post_save(path, updates)
         return [None], True
 
-    wrapper._xlmr_wrapped = True
     return wrapper
 
 
@@ -132,23 +121,7 @@ def _guard_epoch(train):
             if finished:  # restore the previous handlers once training is over (in-process runs)
                 _signals.uninstall()
 
-    wrapper._xlmr_wrapped = True
     return wrapper
-
-
-class ForwardNanDetector(NanDetector):
-    """fairseq's NanDetector on the forward pass only, whose own failure cannot hide the error it diagnoses."""
-
-    def __init__(self, model, forward=True, backward=True):
-        super().__init__(model, forward=forward, backward=False)
-
-    def __exit__(self, exc_type, exc_value, exc_traceback):
-        super().__exit__(exc_type, exc_value, exc_traceback)
-        if exc_type is not None and issubclass(exc_type, Exception):
-            logger.warning("the NaN detector's diagnostic pass failed (%s: %s); the original error follows",
-                           exc_type.__name__, exc_value)
-            return True  # fairseq's `raise` after it re-raises the FloatingPointError being handled
-        return False
 
 
 def describe_global_batch(cfg, world_size: int) -> str:
@@ -178,79 +151,15 @@ def divergence_message(cfg, update: int, err: BaseException) -> str:
             "then rerun the same command, which resumes from checkpoint_last.pt.")
 
 
-def patch_training_loop(module) -> None:
+def patch_module(module) -> None:
     """Wrap `train` and `validate_and_save` of fairseq_cli.train (or of `__main__` run as that file)."""
     if module is None or not hasattr(module, "validate_and_save") or not hasattr(module, "train"):
         return
-    if getattr(module.train, "_xlmr_wrapped", False):
-        return
-    module.validate_and_save = _stop_on_preemption(module.validate_and_save)
-    module.train = _guard_epoch(module.train)
+    replace(module, "validate_and_save", _stop_on_preemption)
+    replace(module, "train", _guard_epoch)
 
 
-# ---------------------------------------------------------------------------- atomic checkpoints
-
-
-def atomic_write(path: str, write_to) -> None:
-    """`write_to(tmp_path)` writes the full file; it then replaces `path` in one step, or not at all."""
-    tmp = f"{path}.tmp"  # a fixed name: a killed writer's leftover is overwritten next time
-    try:
-        write_to(tmp)
-        _fsync(tmp, os.O_RDONLY)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    # Make the rename itself durable; some network filesystems refuse to fsync a directory.
-    try:
-        _fsync(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        pass
-
-
-def _fsync(path, flags):
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _is_local(*paths) -> bool:
-    return not any(PathManager.path_requires_pathmanager(p) for p in paths)
-
-
-class AtomicCopyPathManager(PathManager):
-    """fairseq's PathManager whose `copy` (checkpoint_last.pt, checkpoint_best.pt, ...) is atomic."""
-
-    @staticmethod
-    def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
-        if not _is_local(src_path, dst_path):
-            return PathManager.copy(src_path, dst_path, overwrite)
-        if not overwrite and os.path.exists(dst_path):
-            return False
-        atomic_write(dst_path, lambda tmp: shutil.copyfile(src_path, tmp))
-        return True
-
-
-def _patch_checkpoint_writes():
-    original = checkpoint_utils.torch_persistent_save
-    if getattr(original, "_xlmr_wrapped", False):
-        return
-
-    def torch_persistent_save(obj, filename, async_write: bool = False):
-        if async_write or not isinstance(filename, str) or not _is_local(filename):
-            return original(obj, filename, async_write=async_write)
-        atomic_write(filename, lambda tmp: torch.save(obj, tmp))
-
-    torch_persistent_save._xlmr_wrapped = True
-    checkpoint_utils.torch_persistent_save = torch_persistent_save
-    checkpoint_utils.PathManager = AtomicCopyPathManager
-
-
-_patch_checkpoint_writes()
-fairseq_trainer.NanDetector = ForwardNanDetector
-# fairseq-train and fairseq-hydra-train import fairseq_cli.train before the plugin; in-process
-# callers that import us first get patched by our `call_main` (fairseq_xlmr/distributed.py).
-patch_training_loop(sys.modules.get("fairseq_cli.train"))
+def apply() -> None:
+    # fairseq-train and fairseq-hydra-train import fairseq_cli.train before the plugin; in-process callers
+    # that import us first are patched by our `call_main` (patches/distributed_launch.py).
+    patch_module(sys.modules.get("fairseq_cli.train"))

@@ -1,15 +1,13 @@
 """Contrastive alignment losses of VECO 2.0 (Zhang et al., 2023) as pure functions: sequence-level
 InfoNCE over parallel pairs (negatives gathered from every worker, optional memory queue) and
-token-level InfoNCE over dictionary-aligned word pairs.
+token-level InfoNCE over dictionary-aligned word pairs (`fairseq_xlmr.data.word_pairs` finds them).
 """
 
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
-from fairseq_xlmr.data.masking import SPM_WORD_START
 
 # --------------------------------------------------------------------------- sequence level
 
@@ -114,84 +112,9 @@ class MemoryQueue(torch.nn.Module):
         self.items = torch.cat([x, self.items], dim=0)[: self.size]
 
 
-def pool_sequence(states: torch.Tensor, tokens: torch.Tensor, pad: int, pooling: str) -> torch.Tensor:
-    """Sentence vectors from token states: the `<s>` state ("cls") or the mean over non-pad tokens.
-
-    Args:
-        states: (batch, seq_len, dim); tokens: (batch, seq_len) ids, `pad` at padding.
-    Returns:
-        (batch, dim).
-    """
-    if pooling == "cls":
-        return states[:, 0]
-    mask = tokens.ne(pad).unsqueeze(-1).to(states)
-    return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-
 # --------------------------------------------------------------------------- token level
 
 _BLOCKED = -1e4  # logit of a masked candidate: exp() underflows to 0 even in fp16
-
-
-def read_muse_dictionary(path) -> Dict[str, Set[str]]:
-    """A MUSE bilingual dictionary (`src tgt` per line, whitespace-separated) as src → {tgt}, lowercased.
-
-    Lines without exactly two fields are skipped (MUSE files have none; hand-made ones might).
-    """
-    lexicon: Dict[str, Set[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) == 2:
-                lexicon.setdefault(fields[0].lower(), set()).add(fields[1].lower())
-    return lexicon
-
-
-def piece_words(pieces: Sequence[str], special: Sequence[bool]) -> Tuple[List[int], List[str]]:
-    """Group SentencePiece pieces into words: a piece starting with '▁' opens a word.
-
-    Args:
-        pieces: the piece strings of one sentence; special: True for `<s>`, `</s>`, ... (no word).
-    Returns:
-        word index of each piece (-1 for specials and for pieces that are only punctuation) and the
-        word strings (pieces joined, '▁' removed, lowercased, surrounding punctuation stripped).
-    """
-    word_of_piece, words, current = [], [], -1
-    for piece, is_special in zip(pieces, special):
-        if is_special:
-            word_of_piece.append(-1)
-            current = -1
-            continue
-        if piece.startswith(SPM_WORD_START) or current < 0:
-            words.append("")
-            current = len(words) - 1
-        words[current] += piece.replace(SPM_WORD_START, "")
-        word_of_piece.append(current)
-    cleaned = [w.strip(".,;:!?\"'()[]{}«»“”‘’¿¡-").lower() for w in words]
-    # Words that are only punctuation take part in no pair; renumber the others densely.
-    keep = [i for i, w in enumerate(cleaned) if w]
-    new_index = {old: new for new, old in enumerate(keep)}
-    return [new_index.get(w, -1) for w in word_of_piece], [cleaned[i] for i in keep]
-
-
-def mine_positives(src_words: Sequence[str], tgt_words: Sequence[str],
-                   lexicon: Mapping[str, Set[str]]) -> List[Tuple[int, int]]:
-    """Word pairs (i, j) of a parallel pair whose words the dictionary lists as translations.
-
-    Args:
-        src_words, tgt_words: lowercased words of the two sides (see `piece_words`).
-        lexicon: src word → set of tgt words (see `read_muse_dictionary`).
-    Returns:
-        sorted (src word index, tgt word index) positives; every other word of the pair is a negative.
-    """
-    where: Dict[str, List[int]] = {}
-    for j, word in enumerate(tgt_words):
-        where.setdefault(word, []).append(j)
-    pairs = set()
-    for i, word in enumerate(src_words):
-        for translation in lexicon.get(word, ()):
-            pairs.update((i, j) for j in where.get(translation, ()))
-    return sorted(pairs)
 
 
 def pool_words(states: torch.Tensor, word_index: torch.Tensor, num_words: int) -> torch.Tensor:

@@ -17,7 +17,8 @@ from types import SimpleNamespace
 import torch
 
 from fairseq_xlmr import checkpoint
-from fairseq_xlmr.hub import DICT_FILE, SPM_FILE, load_dictionary, model_config_from_state
+from fairseq_xlmr.checkpoint import load_dictionary, model_config_from_state
+from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, MODEL_DIR_FILES, SPM_FILE, write_atomic
 from fairseq_xlmr.models.xlmr_encoder import XlmrEncoderModel
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,9 @@ TRAINING_STATE = ("last_optimizer_state", "extra_state", "optimizer_history")  #
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model_dir", help="source model dir: model.pt + dict.txt + sentencepiece.bpe.model")
+    parser.add_argument("model_dir", help="source model dir: " + " + ".join(MODEL_DIR_FILES))
     parser.add_argument("out_dir", help="where the random-init model dir is written")
-    parser.add_argument("--checkpoint-file", default="model.pt", help="checkpoint file name in model_dir")
+    parser.add_argument("--checkpoint-file", default=CHECKPOINT_FILE, help="checkpoint file name in model_dir")
     parser.add_argument("--seed", type=int, default=1, help="seed of the initialisation")
 
 
@@ -66,7 +67,7 @@ def random_init_state(state: dict, dictionary, seed: int) -> dict:
     return out
 
 
-def write_random_init(model_dir, out_dir, checkpoint_file: str = "model.pt", seed: int = 1) -> Path:
+def write_random_init(model_dir, out_dir, checkpoint_file: str = CHECKPOINT_FILE, seed: int = 1) -> Path:
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     for name in (checkpoint_file, DICT_FILE, SPM_FILE):
         if not (model_dir / name).is_file():
@@ -75,8 +76,8 @@ def write_random_init(model_dir, out_dir, checkpoint_file: str = "model.pt", see
     state = checkpoint.load(model_dir / checkpoint_file)
     dictionary = load_dictionary(str(model_dir / DICT_FILE))
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(random_init_state(state, dictionary, seed), out_dir / "model.pt")
+    write_atomic(out_dir / CHECKPOINT_FILE, lambda tmp: torch.save(random_init_state(state, dictionary, seed), tmp))
     for name in (DICT_FILE, SPM_FILE):
         shutil.copyfile(model_dir / name, out_dir / name)
     logger.info("random init (seed %d) of %s written to %s", seed, model_dir / checkpoint_file, out_dir)
-    return out_dir / "model.pt"
+    return out_dir / CHECKPOINT_FILE

@@ -153,7 +153,7 @@ def run(model_dir, data_dir, work_dir, train_size=512, epochs=3, batch=32, round
     threads = threads or os.cpu_count()
     hf_dir = work / "hf"
     if not (hf_dir / "config.json").is_file():
-        cli.main(["export-hf", str(model_dir), str(hf_dir), "--overwrite"])
+        cli.run(["export-hf", str(model_dir), str(hf_dir), "--overwrite"])
     data = small_train_set(Path(data_dir), work, train_size)
     results = {"train_size": train_size, "epochs": epochs, "batch": batch, "threads": threads, "protocols": {}}
     for name, (pooling, freeze, lr) in PROTOCOLS.items():

@@ -17,6 +17,13 @@ from fairseq_xlmr.files import read_lines, read_muse
 from fairseq_xlmr.preprocess.dictionaries import split_by_source_rank
 
 
+def load_hubs(model_a, model_b, cpu: bool = False):
+    """The hubs of --model-a and --model-b (the same object when B is absent or the same directory)."""
+    hub_a = load_hub(model_a, cpu)
+    same = model_b is None or Path(model_b).resolve() == Path(model_a).resolve()
+    return hub_a, hub_a if same else load_hub(model_b, cpu)
+
+
 def load_hub(model_dir, cpu: bool = False):
     from fairseq_xlmr.hub import XlmrHubInterface
 

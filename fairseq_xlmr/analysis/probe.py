@@ -13,6 +13,8 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from fairseq_xlmr.experiments.spread import spread as cell_spread
+
 FEATURES = ("raw", "centred")
 
 
@@ -53,8 +55,6 @@ def probe_layers(train: Dict[int, torch.Tensor], train_labels: Sequence[str],
 def spread(model: Dict[str, Dict], baselines: List[Dict[str, Dict]]) -> Dict[str, Dict[int, Dict[str, Dict]]]:
     """Where `model`'s accuracies (a probe_layers() result) stand among several baselines' (random inits):
     {features: {layer: {language: evaluation.spread.spread()'s "mean", "std", "min", "max", "below"...}}}."""
-    from fairseq_xlmr.experiments.spread import spread as cell_spread
-
     def accuracies(result, name, layer):
         return {lang: score["accuracy"] for lang, score in result[name][layer].items()}
 

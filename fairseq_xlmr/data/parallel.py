@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from fairseq.data import BaseWrapperDataset, Dictionary, FairseqDataset, data_utils
 
-from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset
+from fairseq_xlmr.data.language_sampling_dataset import LanguageSamplingDataset
 from fairseq_xlmr.data.masking import mask_tokens, random_candidates, special_ids
 from fairseq_xlmr.data.word_pairs import mine_positives, piece_words
 

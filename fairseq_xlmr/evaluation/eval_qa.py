@@ -23,27 +23,7 @@ TASK_OPTIONS = ("valid_languages", "question_languages", "valid_file_pattern", "
                 "spm_model")
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint (e.g. checkpoint_best.pt)")
-    parser.add_argument("--data", default=None,
-                        help="directory with the dev/test SQuAD-format files (default: where training read them)")
-    parser.add_argument("--valid-languages", default=None,
-                        help="context languages (default: those the checkpoint was validated on)")
-    parser.add_argument("--question-languages", default=None,
-                        help="question languages for MLQA G-XLT (default: the checkpoint's setting)")
-    parser.add_argument("--valid-file-pattern", default=None, help="dev file name pattern (default: checkpoint's)")
-    parser.add_argument("--test-file-pattern", default=None, help="test file name pattern (default: checkpoint's)")
-    parser.add_argument("--qa-metric", choices=["mlqa", "squad"], default=None,
-                        help="answer normalisation (default: the checkpoint's; squad for XQuAD)")
-    parser.add_argument("--spm-model", default=None,
-                        help="SentencePiece model with dict.txt beside it (default: the checkpoint's setting)")
-    parser.add_argument("--name", default="mlqa", help="benchmark name written to results.json (mlqa, xquad)")
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
-    parser.add_argument("--out", default=None, help="results file (default: results.json beside the checkpoint)")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
-
-
-def main(args) -> int:
+def run(args) -> int:
     overrides = {name: getattr(args, name) for name in ("data",) + TASK_OPTIONS if getattr(args, name) is not None}
     path = evaluate_and_write(args.checkpoint, args.name, out=args.out, overrides=overrides,
                               batch_size=args.batch_size, cpu=args.cpu)

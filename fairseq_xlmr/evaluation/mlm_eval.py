@@ -27,26 +27,6 @@ from fairseq_xlmr.files import write_json
 from fairseq_xlmr.tables import markdown_table
 
 
-def add_arguments(parser):
-    parser.add_argument("checkpoint", help="checkpoint of an xlmr_mlm run (e.g. checkpoints/checkpoint_best.pt)")
-    parser.add_argument("--data", help="data-bin to evaluate on (default: the run's task.data)")
-    parser.add_argument("--split", default="valid", help="split to score (default: valid)")
-    parser.add_argument("--with-init", action="store_true",
-                        help="also score the randomly initialised model (same architecture and seed)")
-    parser.add_argument("--start", default=None,
-                        help="also score this checkpoint's weights (same architecture, e.g. the model dir's model.pt "
-                             "a continued-pretraining run started from) on the same data and masks")
-    parser.add_argument("--mask-seed", type=int, default=None,
-                        help="seed of the validation masks (default: the checkpoint's own common.seed, so "
-                             "runs trained with different seeds are scored on different masks); give the same "
-                             "value to every checkpoint you compare")
-    parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
-    parser.add_argument("--json", help="write the results as JSON to this path")
-    parser.add_argument("--results-dir",
-                        help="also write the trained model's perplexities as <dir>/results.json (task "
-                             "`<split>_ppl`, seed = the mask seed) for `xlmr report`")
-
-
 def load_run(checkpoint_path, data=None, mask_seed=None):
     """(cfg, task, state) of a training run, from its checkpoint; `mask_seed` replaces the masks' seed."""
     if mask_seed is not None and mask_seed < 0:
@@ -117,7 +97,7 @@ def format_table(results):
     return "\n".join(markdown_table(["lang"] + [f"ppl {name}" for name in columns] + ["predicted tokens"], rows))
 
 
-def main(args):
+def run(args):
     results = evaluate(args.checkpoint, args.data, args.split, args.with_init, args.batch_size, args.mask_seed,
                        args.start)
     print(format_table(results))

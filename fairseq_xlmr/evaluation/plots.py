@@ -3,11 +3,6 @@
 import json
 
 
-def add_arguments(parser):
-    parser.add_argument("log_file", help="fairseq-train --log-file written with --log-format json")
-    parser.add_argument("--out", required=True, help="PNG to write")
-
-
 def parse_stats(line):
     """The JSON stats of one log line (bare, as under hydra, or after fairseq's `... | logger | `)."""
     start = line.find('{"')
@@ -64,7 +59,7 @@ def plot_curves(curves, out_png, title="per-language MLM loss"):
     plt.close(fig)
 
 
-def main(args):
+def run(args):
     curves = read_log(args.log_file)
     plot_curves(curves, args.out)
     languages = sorted({lang for _, lang in curves})

@@ -89,13 +89,7 @@ PAPER_TABLES = (
 )
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--results-dir", required=True, help="searched recursively for results.json files")
-    parser.add_argument("--out-dir", default=None, help="where report.md and the PNG plots go (default: --results-dir)")
-    parser.add_argument("--no-plots", action="store_true", help="write the Markdown only")
-
-
-def main(args) -> int:
+def run(args) -> int:
     out_dir = Path(args.out_dir or args.results_dir)
     markdown = write_report(args.results_dir, out_dir, plots=not args.no_plots)
     print(markdown)

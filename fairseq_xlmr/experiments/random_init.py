@@ -18,7 +18,7 @@ import torch
 
 from fairseq_xlmr import checkpoint
 from fairseq_xlmr.checkpoint import load_dictionary, model_config_from_state
-from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, MODEL_DIR_FILES, SPM_FILE, write_atomic
+from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, SPM_FILE, write_atomic
 from fairseq_xlmr.models.xlmr_encoder import XlmrEncoderModel
 
 logger = logging.getLogger(__name__)
@@ -27,14 +27,7 @@ logger = logging.getLogger(__name__)
 TRAINING_STATE = ("last_optimizer_state", "extra_state", "optimizer_history")  # replaced by a fresh start
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("model_dir", help="source model dir: " + " + ".join(MODEL_DIR_FILES))
-    parser.add_argument("out_dir", help="where the random-init model dir is written")
-    parser.add_argument("--checkpoint-file", default=CHECKPOINT_FILE, help="checkpoint file name in model_dir")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the initialisation")
-
-
-def main(args) -> int:
+def run(args) -> int:
     path = write_random_init(args.model_dir, args.out_dir, args.checkpoint_file, args.seed)
     print(f"wrote {path}")
     return 0

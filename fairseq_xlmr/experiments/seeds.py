@@ -43,26 +43,7 @@ BEST_CHECKPOINT = "checkpoint_best.pt"
 OWN_OPTIONS = ("--seed", "--save-dir")  # set per run by the driver
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--name", required=True,
-                        help="benchmark name written to results.json (xnli, pawsx, ner, pos, mlqa)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5],
-                        help="one run per seed (XLM-R averaged 5)")
-    parser.add_argument("--save-dir", required=True, help="runs go to <save-dir>/seed<k>")
-    parser.add_argument("--cpu", action="store_true", help="evaluate on CPU")
-    parser.add_argument("--epochs", type=float, default=None,
-                        help="epochs of a linearly decaying learning rate (sets --max-update; use with "
-                             "--lr-scheduler polynomial_decay); without it, the fairseq-train arguments decide")
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="xtreme",
-                        help="; ".join(f"{name}: {text}" for name, text in RECIPES.items()))
-    parser.add_argument("--warmup-ratio", type=float, default=0.0,
-                        help="share of the updates with linear warmup, with --epochs (XTREME: 0; fairseq's GLUE "
-                             "recipe: 0.06)")
-    parser.add_argument("train_args", nargs="*", metavar="-- FAIRSEQ_TRAIN_ARGS",
-                        help="fairseq-train arguments after `--` (data, task, model, optimisation)")
-
-
-def main(args) -> int:
+def run(args) -> int:
     summary = run_seeds(args.name, args.seeds, args.save_dir, args.train_args, cpu=args.cpu, epochs=args.epochs,
                         warmup_ratio=args.warmup_ratio, recipe=args.recipe)
     print(format_summary(summary))

@@ -70,15 +70,7 @@ def markdown(table: Dict[str, Dict[str, float]], title: str) -> str:
     return "\n".join([title, ""] + markdown_table([""] + langs, rows)) + "\n"
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("model", help="the model's results.json, or a finetune-seeds run dir (seed<k>/results.json)")
-    parser.add_argument("--baselines", nargs="+", required=True,
-                        help="two or more results.json or run dirs of baseline runs (e.g. one per random init)")
-    parser.add_argument("--out", default=None, help="write the Markdown table here and its numbers as .json beside it")
-    parser.add_argument("--title", default=None, help="line above the table (default: the model's path)")
-
-
-def main(args) -> int:
+def run(args) -> int:
     if len(args.baselines) < 2:
         raise ValueError(f"--baselines has {len(args.baselines)} file; a spread needs at least two runs.")
     model, model_std = read_run(args.model)

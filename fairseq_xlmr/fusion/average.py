@@ -26,22 +26,6 @@ UPDATE_CHECKPOINT = re.compile(r"^checkpoint_(\d+)_(\d+)\.pt$")
 EPOCH_CHECKPOINT = re.compile(r"^checkpoint(\d+)\.pt$")
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("checkpoints", nargs="*", help="checkpoint files to average (or use --last-k)")
-    parser.add_argument("--last-k", type=int, default=0,
-                        help="average the K newest checkpoint_<epoch>_<update>.pt (else checkpoint<epoch>.pt) "
-                             "of --save-dir")
-    parser.add_argument("--save-dir", help="a training run's checkpoint directory, for --last-k")
-    parser.add_argument("--weights", default=None,
-                        help="comma-separated weights, one per checkpoint, normalised to sum 1 (default: uniform)")
-    parser.add_argument("--dict", default=None,
-                        help="comma-separated dict.txt files, one per checkpoint or one for all (default: "
-                             "dict.txt beside each checkpoint, else in its run's task.data; none found is an error)")
-    parser.add_argument("--out", required=True,
-                        help="output checkpoint (.pt); dict.txt and sentencepiece.bpe.model found beside the "
-                             "inputs are copied beside it, so a `model.pt` output makes a model dir")
-
-
 def parse_weights(text: Optional[str], n: int) -> List[float]:
     """`"1,3"` -> [0.25, 0.75]; None -> uniform. Weights must be >= 0 with a positive sum."""
     if text is None:
@@ -220,7 +204,7 @@ def save(state, out: Path) -> None:
     write_atomic(out, buffer.getvalue())
 
 
-def main(args) -> int:
+def run(args) -> int:
     if args.last_k and args.checkpoints:
         raise ValueError("give checkpoint files or `--last-k` with `--save-dir`, not both.")
     if args.last_k:

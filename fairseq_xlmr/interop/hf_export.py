@@ -23,18 +23,7 @@ from fairseq_xlmr.preprocess.spm import check_spm_matches_dict
 logger = logging.getLogger(__name__)
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("ckpt_dir", metavar="CKPT_DIR",
-                        help=f"model directory: model.pt, {DICT_FILE}, {SPM_FILE}")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="where the HF models go: the MLM model in OUT_DIR, each head in OUT_DIR/<head name>/")
-    parser.add_argument("--checkpoint-file", default=CHECKPOINT_FILE, help="checkpoint file name in CKPT_DIR")
-    parser.add_argument("--qa-heads", nargs="*", default=None, metavar="NAME",
-                        help="token heads to export as XLMRobertaForQuestionAnswering (default: 2-output "
-                        "token heads whose name contains 'qa'; the option alone: none)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
-
-
-def main(args) -> int:
+def run(args) -> int:
     written = export(Path(args.ckpt_dir), Path(args.out_dir), checkpoint_file=args.checkpoint_file,
                      qa_heads=args.qa_heads, overwrite=args.overwrite)
     for subdir, class_name in written:

@@ -32,20 +32,7 @@ logger = logging.getLogger(__name__)
 _EMBEDDING_ROWS = ("encoder.sentence_encoder.embed_tokens.weight", "encoder.lm_head.weight", "encoder.lm_head.bias")
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("hf_dir", metavar="HF_DIR", help="HF model directory (the layout of export-hf)")
-    parser.add_argument("out_dir", metavar="OUT_DIR",
-                        help=f"where {CHECKPOINT_FILE}, {DICT_FILE} and {SPM_FILE} go")
-    parser.add_argument("--head-name", default=None,
-                        help="name of the head when HF_DIR itself is a head model (default: 'qa' for "
-                        "question answering, 'head' otherwise)")
-    parser.add_argument("--sentence-pooling", choices=["cls", "mean"], default="cls",
-                        help="how the model pools a sentence, recorded as `model.sentence_pooling` for fine-tuning and "
-                        "the sentence tools: cls for XLM-R, mean for sentence-embedding models (multilingual-e5)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
-
-
-def main(args) -> int:
+def run(args) -> int:
     heads = import_hf(Path(args.hf_dir), Path(args.out_dir), head_name=args.head_name, overwrite=args.overwrite,
                       sentence_pooling=args.sentence_pooling)
     print(f"wrote {args.out_dir}/{CHECKPOINT_FILE} with heads {heads or 'none'}")

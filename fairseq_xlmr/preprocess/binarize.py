@@ -1,4 +1,5 @@
-"""`xlmr binarize`: raw text -> SentencePiece -> fairseq mmap .bin/.idx in one pass over N workers.
+"""`xlmr binarize`: raw text -> SentencePiece -> fairseq mmap .bin/.idx in one pass over N workers (monolingual
+corpora; aligned pairs: binarize_parallel.py; one vocabulary per language: binarize_disjoint.py).
 
 Output is what `fairseq-preprocess --only-source --srcdict dict.txt` writes for the SentencePiece-
 encoded text (same ids, same dtype, byte-identical files), minus empty and invalid-UTF-8 lines. (One
@@ -20,15 +21,6 @@ Without `--valid-lines` the CLI holds out 1% of each language's lines, at least 
 Shards: train is cut into K contiguous, near-equal blocks in file order; valid/test are written to
 every shard (identical files), so whichever shard an epoch reads has the same held-out sets.
 
-Parallel mode (`--para-dir`, for TLM and contrastive alignment): `<para-dir>/<src>-<tgt>.{<src>,<tgt>}`
-aligned line by line (as `xlmr fetch-corpora` writes corpus/para/) become
-
-    <dest>/dict.txt
-    <dest>/<src>-<tgt>/{train,valid,test}.{<src>,<tgt>}.{bin,idx}   (item i of both sides: one pair)
-
-A pair is dropped when either side is empty or not valid UTF-8, so the two sides stay aligned; the
-split (and `--dedup`) works on pairs, hashed over both sides' ids.
-
 `--overwrite` replaces only the files named above (from any earlier run, in any mode): other files in
 `--dest-dir` (notes, a README, logs) are carried over into the new directory.
 """
@@ -45,11 +37,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fairseq_xlmr.files import DICT_FILE, SPM_FILE, list_option, replace_dir, temp_dir_beside
+from fairseq_xlmr.files import DICT_FILE, replace_dir, temp_dir_beside
 from fairseq_xlmr.preprocess.spm import check_spm_matches_dict, count_lines, resolve_language_files
 
 SPLITS = ("train", "valid", "test")
-_DROP = -1  # split code of a removed duplicate
+DROP = -1  # split code of a removed duplicate
 # Bytes per work item: bounds worker memory and gives the progress bar a step; any value gives the
 # same output, since every per-line decision is made from the line alone or in the parent.
 CHUNK_BYTES = 8 << 20
@@ -60,59 +52,6 @@ DEFAULT_VALID_RULE = f"{VALID_FRACTION:.0%} of the lines, at least {VALID_MIN}, 
 # The files `xlmr binarize` writes in --dest-dir, relative to it (all modes, shards included):
 # dict.txt, shard<k>/dict.txt, [shard<k>/]<lang>/<split>.{bin,idx}, <src>-<tgt>/<split>.<lang>.{bin,idx}.
 OUTPUT_FILE = re.compile(r"(shard\d+/)?(dict\.txt|[^/]+/(train|valid|test)(\.[^./]+)?\.(bin|idx))")
-
-
-def add_arguments(parser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--corpus-dir", help="directory with one <lang>.txt per language")
-    source.add_argument("--para-dir", help="directory with aligned <src>-<tgt>.<src> / <src>-<tgt>.<tgt> "
-                        "files (parallel mode; see the module docstring)")
-    parser.add_argument("--languages", type=list_option("--languages"), default=None,
-                        help="comma list of languages to binarize (default: every *.txt in --corpus-dir)")
-    parser.add_argument("--pairs", type=list_option("--pairs"), default=None,
-                        help="parallel mode: comma list of pairs src-tgt (default: every pair in --para-dir)")
-    parser.add_argument("--spm-model", required=True, help=f"SentencePiece model ({SPM_FILE}), or the directory "
-                        "of `xlmr train-spm --disjoint-vocab` (each language encoded with its own model)")
-    parser.add_argument("--dict", default=None,
-                        help=f"fairseq dict.txt matching --spm-model (default: {DICT_FILE} beside it)")
-    parser.add_argument("--dest-dir", required=True, help="output directory (data-bin)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
-    parser.add_argument("--valid-lines", type=int, default=None,
-                        help="distinct sentences per language held out for valid (chosen by content hash); "
-                        f"default: {DEFAULT_VALID_RULE} (a language needs more lines than that), enough for a "
-                        "steady validation loss at a small cost in training text. fairseq-train reads this split "
-                        "unless given --disable-validation; 0 writes none")
-    parser.add_argument("--test-lines", type=int, default=0,
-                        help="distinct sentences per language held out for test (chosen by content hash)")
-    parser.add_argument("--num-shards", type=int, default=1,
-                        help="split train into K shard dirs (fairseq's data1:data2:... epochs)")
-    parser.add_argument("--dedup", action="store_true",
-                        help="drop exact duplicates within a language (equal SentencePiece ids), "
-                        "keeping the first")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the files of an earlier `xlmr binarize` in --dest-dir (dict.txt, "
-                        "[shardK/]<lang>/<split>.{bin,idx}, <src>-<tgt>/<split>.<lang>.{bin,idx}); other files "
-                        "there are kept")
-
-
-def main(args) -> int:
-    dict_path = Path(args.dict) if args.dict else None
-    common = dict(dest_dir=Path(args.dest_dir), valid_lines=args.valid_lines, test_lines=args.test_lines,
-                  dedup=args.dedup, overwrite=args.overwrite)
-    if args.para_dir:
-        if args.num_shards != 1 or args.languages:
-            raise ValueError("--para-dir (parallel mode) takes --pairs, not --languages, and no --num-shards; "
-                             f"got --languages {args.languages} --num-shards {args.num_shards}.")
-        binarize_parallel(para_dir=Path(args.para_dir), spm_model=Path(args.spm_model), dict_path=dict_path,
-                          pairs=args.pairs, **common)
-        return 0
-    monolingual = dict(corpus_dir=Path(args.corpus_dir), languages=args.languages, workers=args.workers,
-                       num_shards=args.num_shards, **common)
-    if Path(args.spm_model).is_dir():  # `xlmr train-spm --disjoint-vocab` output (ablation: no anchor points)
-        binarize_disjoint(spm_dir=Path(args.spm_model), **monolingual)
-    else:
-        binarize(spm_model=Path(args.spm_model), dict_path=dict_path, **monolingual)
-    return 0
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -211,7 +150,7 @@ def assign_splits(hashes: np.ndarray, valid_lines: int, test_lines: int, dedup: 
     if dedup:
         is_first = np.zeros(len(hashes), dtype=bool)
         is_first[first] = True
-        codes[~is_first] = _DROP
+        codes[~is_first] = DROP
     return codes
 
 
@@ -275,7 +214,7 @@ def _binarize_chunk(task) -> ChunkResult:
 # --------------------------------------------------------------------------- output
 
 
-class _SplitWriter:
+class SplitWriter:
     """Appends sentences to one fairseq mmap dataset; `close` writes its .idx."""
 
     def __init__(self, prefix: Path, dtype):
@@ -337,7 +276,7 @@ def _write_language(lang: str, chunks: List[ChunkResult], root: Path, dtype, val
     else:
         codes = np.zeros(sum(c.sentences for c in chunks), dtype=np.int8)
     codes = codes.astype(np.int64)
-    summary.duplicates = int((codes == _DROP).sum())
+    summary.duplicates = int((codes == DROP).sum())
     num_train = int((codes == 0).sum())
     if num_train < num_shards:
         raise ValueError(
@@ -349,10 +288,10 @@ def _write_language(lang: str, chunks: List[ChunkResult], root: Path, dtype, val
     dest = np.where(codes == 0, 0, np.where(codes > 0, num_shards + codes - 1, -1)).astype(np.int64)
     dest[codes == 0] = shard_ids(num_train, num_shards)
     shard_dirs = [root] if num_shards == 1 else [root / f"shard{k}" for k in range(num_shards)]
-    writers = {k: _SplitWriter(shard_dirs[k] / lang / "train", dtype) for k in range(num_shards)}
+    writers = {k: SplitWriter(shard_dirs[k] / lang / "train", dtype) for k in range(num_shards)}
     for split_code, count in ((1, valid_lines), (2, test_lines)):
         if count:
-            writers[num_shards + split_code - 1] = _SplitWriter(shard_dirs[0] / lang / SPLITS[split_code],
+            writers[num_shards + split_code - 1] = SplitWriter(shard_dirs[0] / lang / SPLITS[split_code],
                                                                dtype)
     start = 0
     for c in chunks:
@@ -382,13 +321,13 @@ def _write_language(lang: str, chunks: List[ChunkResult], root: Path, dtype, val
 # --------------------------------------------------------------------------- driver
 
 
-def _check_split_sizes(valid_lines: Optional[int], test_lines: int) -> None:
+def check_split_sizes(valid_lines: Optional[int], test_lines: int) -> None:
     for name, value in (("--valid-lines", valid_lines), ("--test-lines", test_lines)):
         if value is not None and value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}.")
 
 
-def _held_out_sizes(files: Dict[str, Path], valid_lines: Optional[int], test_lines: int,
+def held_out_sizes(files: Dict[str, Path], valid_lines: Optional[int], test_lines: int,
                     unit: str) -> Dict[str, int]:
     """Valid sentences per language (or pair; `unit` says which): `valid_lines`, or when None the
     default for its number of lines. ValueError for one whose lines would leave nothing to train on."""
@@ -410,7 +349,7 @@ def _held_out_sizes(files: Dict[str, Path], valid_lines: Optional[int], test_lin
     return sizes
 
 
-def _check_dest_dir(dest_dir: Path, overwrite: bool) -> None:
+def check_dest_dir(dest_dir: Path, overwrite: bool) -> None:
     """--dest-dir must be a directory (or absent), without outputs of an earlier run unless --overwrite."""
     if dest_dir.exists() and not dest_dir.is_dir():
         raise ValueError(f"--dest-dir {str(dest_dir)!r} is a file; choose a directory.")
@@ -436,7 +375,7 @@ def _walk(root: Path):
             yield (here / name).relative_to(root), False
 
 
-def _install(tmp: Path, dest_dir: Path) -> None:
+def install(tmp: Path, dest_dir: Path) -> None:
     """Make the finished output `tmp` the new `dest_dir`, keeping the files of the old one that
     binarize does not write: they are hard-linked (else copied) into `tmp` first, so the old directory
     stays whole until the swap, and readers see the old or the new one, never a mix."""
@@ -463,14 +402,14 @@ def _check_options(corpus_dir, spm_model, dict_path, dest_dir, languages, worker
         raise ValueError(f"--workers must be >= 1, got {workers}.")
     if num_shards < 1:
         raise ValueError(f"--num-shards must be >= 1, got {num_shards}.")
-    _check_split_sizes(valid_lines, test_lines)
+    check_split_sizes(valid_lines, test_lines)
     files = resolve_language_files(corpus_dir, languages)
     for name, path in (("--spm-model", spm_model), ("--dict", dict_path)):
         if not Path(path).is_file():
             raise ValueError(f"{name} {str(path)!r} does not exist; write it with `xlmr train-spm`.")
     check_spm_matches_dict(spm_model, dict_path)
-    _check_dest_dir(Path(dest_dir), overwrite)
-    return files, _held_out_sizes(files, valid_lines, test_lines, "language")
+    check_dest_dir(Path(dest_dir), overwrite)
+    return files, held_out_sizes(files, valid_lines, test_lines, "language")
 
 
 def _format_summary(summaries: Sequence[LanguageSummary], seconds: float) -> str:
@@ -553,7 +492,7 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
         dict_dirs = [tmp] + ([tmp / f"shard{k}" for k in range(num_shards)] if num_shards > 1 else [])
         for d in dict_dirs:
             shutil.copyfile(dict_path, d / DICT_FILE)
-        _install(tmp, dest_dir)
+        install(tmp, dest_dir)
     except BaseException:
         if pool is not None:
             pool.terminate()
@@ -563,192 +502,4 @@ def binarize(corpus_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optio
     if not quiet:
         print(_format_summary(summaries, time.perf_counter() - start_time), flush=True)
         print(f"[binarize] wrote {dest_dir}", flush=True)
-    return summaries
-
-
-# --------------------------------------------------------------------------- parallel mode
-
-
-def find_pair_files(para_dir: Path, pairs: Optional[Sequence[str]]) -> Dict[str, Tuple[Path, Path]]:
-    """Map `src-tgt` -> (source file, target file) in `para_dir`, raising ValueError for what is missing."""
-    para_dir = Path(para_dir)
-    if not para_dir.is_dir():
-        raise ValueError(f"--para-dir {str(para_dir)!r} is not a directory; it must hold aligned "
-                         "<src>-<tgt>.<src> and <src>-<tgt>.<tgt> files (`xlmr fetch-corpora` writes corpus/para).")
-    if not pairs:
-        pairs = sorted({p.stem for p in para_dir.glob("*-*.*") if p.suffix[1:] in p.stem.split("-")})
-        if not pairs:
-            raise ValueError(f"--para-dir {str(para_dir)!r} holds no <src>-<tgt>.<lang> file.")
-    files = {}
-    for pair in pairs:
-        langs = pair.split("-")
-        if len(langs) != 2 or not all(langs) or langs[0] == langs[1]:
-            raise ValueError(f"--pairs entry {pair!r} must be `src-tgt` with two different languages, e.g. en-de.")
-        paths = tuple(para_dir / f"{pair}.{lang}" for lang in langs)
-        for path in paths:
-            if not path.is_file() or path.stat().st_size == 0:
-                raise ValueError(f"pair {pair!r} needs {str(path)!r}, which is missing or empty; drop the pair "
-                                 "or add its aligned file.")
-        counts = [count_lines(path) for path in paths]
-        if counts[0] != counts[1]:
-            raise ValueError(f"pair {pair!r} is not aligned: {paths[0]} has {counts[0]} lines, {paths[1]} has "
-                             f"{counts[1]}; line i of one side must translate line i of the other.")
-        files[pair] = paths
-    return files
-
-
-def _read_aligned_lines(path: Path) -> List[str]:
-    """Every line of a file, a line that is not valid UTF-8 read as "" (dropped later, with its pair)."""
-    with open(path, "rb") as f:
-        raw = f.read().split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
-    lines = []
-    for line in raw:
-        try:
-            lines.append(line.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError:
-            lines.append("")
-    return lines
-
-
-def select_sentences(tokens: np.ndarray, sizes: np.ndarray, keep: np.ndarray):
-    """The sentences where `keep` is True. tokens: (sum(sizes),), sizes/keep: (n,). Returns (tokens, sizes)."""
-    return tokens[np.repeat(keep, sizes)], sizes[keep]
-
-
-def binarize_parallel(para_dir: Path, spm_model: Path, dest_dir: Path, dict_path: Optional[Path] = None,
-                      pairs: Optional[Sequence[str]] = None, valid_lines: Optional[int] = 0, test_lines: int = 0,
-                      dedup: bool = False, overwrite: bool = False, quiet: bool = False) -> Dict[str, Dict[str, int]]:
-    """Binarize aligned `<para_dir>/<src>-<tgt>.{src,tgt}` into `dest_dir` (layout in the module docstring).
-
-    Returns per pair the number of pairs read, dropped (empty/invalid side), duplicates and per split.
-    """
-    import sentencepiece as spm
-    from fairseq.data import Dictionary
-    from fairseq.data.indexed_dataset import best_fitting_int_dtype
-    from tqdm import tqdm
-
-    start_time = time.perf_counter()
-    spm_model, dest_dir = Path(spm_model), Path(dest_dir)
-    dict_path = Path(dict_path) if dict_path else spm_model.parent / DICT_FILE
-    _check_split_sizes(valid_lines, test_lines)
-    files = find_pair_files(para_dir, pairs)
-    for name, path in (("--spm-model", spm_model), ("--dict", dict_path)):
-        if not Path(path).is_file():
-            raise ValueError(f"{name} {str(path)!r} does not exist; write it with `xlmr train-spm`.")
-    check_spm_matches_dict(spm_model, dict_path)
-    _check_dest_dir(dest_dir, overwrite)
-    valid_sizes = _held_out_sizes({pair: paths[0] for pair, paths in files.items()}, valid_lines, test_lines, "pair")
-    dictionary = Dictionary.load(str(dict_path))
-    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
-    id_table = build_id_table(sp, dictionary)
-    dtype = best_fitting_int_dtype(len(dictionary))
-
-    tmp = temp_dir_beside(dest_dir)
-    summary = {}
-    try:
-        for pair, paths in tqdm(files.items(), desc="binarize pairs", disable=quiet):
-            langs = pair.split("-")
-            sides = []
-            for path in paths:
-                tokens, sizes, keep = encode_lines(sp, id_table, _read_aligned_lines(path), dictionary.eos())
-                sides.append((tokens, sizes, keep))
-            # Both sides keep exactly the pairs where neither is empty: item i stays a translation pair.
-            both = sides[0][2] & sides[1][2]
-            selected = [select_sentences(t, s, both[k]) for t, s, k in sides]
-            hashes = [sentence_hashes(t, s) for t, s in selected]
-            # One hash per pair (odd multiplier: a bijection on uint64, so the order of sides matters).
-            with np.errstate(over="ignore"):
-                pair_hash = hashes[0] ^ (hashes[1] * np.uint64(0x9E3779B97F4A7C15))
-            codes = assign_splits(pair_hash, valid_sizes[pair], test_lines, dedup).astype(np.int64)
-            counts = {"lines": int(len(both)), "dropped": int((~both).sum()), "duplicates": int((codes == _DROP).sum())}
-            for code, split in enumerate(SPLITS):
-                if code and not (valid_sizes[pair], test_lines)[code - 1]:
-                    continue
-                for lang, (tokens, sizes) in zip(langs, selected):
-                    writer = _SplitWriter(tmp / pair / f"{split}.{lang}", dtype)
-                    writer.append(*select_sentences(tokens, sizes, codes == code))
-                    writer.close()
-                counts[split] = int((codes == code).sum())
-            summary[pair] = counts
-        shutil.copyfile(dict_path, tmp / DICT_FILE)
-        _install(tmp, dest_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if not quiet:
-        for pair, counts in summary.items():
-            print(f"{pair:<8}" + "".join(f" {k}={v:,}" for k, v in counts.items()), flush=True)
-        print(f"[binarize] wrote {len(summary)} pairs to {dest_dir} in {time.perf_counter() - start_time:.1f}s",
-              flush=True)
-    return summary
-
-
-# --------------------------------------------------------------------------- disjoint vocabularies
-
-
-def binarize_disjoint(corpus_dir: Path, spm_dir: Path, dest_dir: Path, languages: Optional[Sequence[str]] = None,
-                      overwrite: bool = False, quiet: bool = False, **options) -> List[LanguageSummary]:
-    """Ablation "no anchor points": each language encoded with its own SentencePiece model of
-    `xlmr train-spm --disjoint-vocab` into its own id range of the joint dict.txt.
-
-    Every language goes through `binarize` with its own model and dict (same splits, shards and
-    checks), then its ids are mapped to the joint dict; `options` are `binarize`'s (workers, ...).
-    """
-    from fairseq.data import Dictionary
-    from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dtype
-
-    from fairseq_xlmr.preprocess.spm import disjoint_piece, is_disjoint_vocab, read_disjoint_manifest
-
-    spm_dir, dest_dir = Path(spm_dir), Path(dest_dir)
-    if not is_disjoint_vocab(spm_dir):
-        raise ValueError(f"--spm-model {str(spm_dir)!r} is a directory but not one written by `xlmr train-spm "
-                         "--disjoint-vocab` (no disjoint_vocab.json); pass a sentencepiece.bpe.model file instead.")
-    models = read_disjoint_manifest(spm_dir)
-    languages = list(languages or resolve_language_files(corpus_dir, None))
-    missing = [lang for lang in languages if lang not in models]
-    if missing:
-        raise ValueError(f"--languages {','.join(missing)} have no model in {spm_dir} (it has "
-                         f"{','.join(models)}); train the disjoint vocabulary with them or leave them out.")
-    _check_dest_dir(dest_dir, overwrite)
-    joint = Dictionary.load(str(spm_dir / DICT_FILE))
-    dtype = best_fitting_int_dtype(len(joint))
-
-    tmp = temp_dir_beside(dest_dir)
-    summaries = []
-    try:
-        for lang in languages:
-            own = tmp / "_own" / lang
-            summaries += binarize(corpus_dir, models[lang], own, dict_path=models[lang].parent / DICT_FILE,
-                                  languages=[lang], quiet=quiet, **options)
-            local = Dictionary.load(str(models[lang].parent / DICT_FILE))
-            # Local id -> joint id; the specials (<s>, <pad>, </s>, <unk>) are shared by all languages.
-            table = np.array([i if i < local.nspecial else joint.index(disjoint_piece(local[i], lang))
-                              for i in range(len(local))], dtype=np.int64)
-            lost = [local[i] for i in range(local.nspecial, len(local)) if table[i] == joint.unk()]
-            if lost:
-                raise ValueError(f"{spm_dir / DICT_FILE} lacks {len(lost)} {lang} pieces (first: {lost[0]!r}); "
-                                 "it does not belong to these models: rerun `xlmr train-spm --disjoint-vocab`.")
-            for index_path in sorted(own.rglob("*.idx")):
-                prefix = index_path.with_suffix("")
-                index = MMapIndexedDataset.Index(str(index_path))
-                local_dtype, sizes = index.dtype, index.sizes.tolist()
-                del index
-                target = tmp / prefix.relative_to(own)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                table[np.fromfile(f"{prefix}.bin", dtype=local_dtype)].astype(dtype).tofile(f"{target}.bin")
-                with MMapIndexedDataset.Index.writer(f"{target}.idx", dtype) as writer:
-                    writer.write(sizes)
-            shutil.rmtree(own)
-        shutil.rmtree(tmp / "_own")
-        for d in [tmp] + sorted(tmp.glob("shard*")):
-            shutil.copyfile(spm_dir / DICT_FILE, d / DICT_FILE)
-        _install(tmp, dest_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if not quiet:
-        print(f"[binarize] disjoint vocabulary: {len(languages)} languages, each in its own id range of "
-              f"{spm_dir / DICT_FILE}; wrote {dest_dir}", flush=True)
     return summaries

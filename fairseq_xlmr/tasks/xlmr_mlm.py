@@ -25,7 +25,8 @@ from fairseq.tasks import FairseqTask, register_task
 from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES, SHORTEN_METHOD_CHOICES
 from omegaconf import II, MISSING
 
-from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, check_alpha, sampling_probs, size_ratios
+from fairseq_xlmr.data.language_sampling import check_alpha, sampling_probs, size_ratios
+from fairseq_xlmr.data.language_sampling_dataset import LanguageSamplingDataset
 from fairseq_xlmr.data.masking import SPM_WORD_START, XlmrMaskTokensDataset
 from fairseq_xlmr.data.padding import PadToMultipleDataset
 from fairseq_xlmr.files import DICT_FILE, SPM_FILE

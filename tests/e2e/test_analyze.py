@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fairseq_xlmr import checkpoint
-from fairseq_xlmr.cli import main as xlmr_main
+from fairseq_xlmr.cli import run as xlmr_run
 from fairseq_xlmr.experiments.random_init import write_random_init
 from tests.fixtures.tiny_data import _WORDS, make_sentence
 from tests.fixtures.tiny_finetune import pretrained_model_dir, write_keyword_tsv
@@ -17,7 +17,7 @@ EMBED = "encoder.sentence_encoder.embed_tokens.weight"
 
 
 def xlmr(argv):
-    return xlmr_main([str(arg) for arg in argv])
+    return xlmr_run([str(arg) for arg in argv])
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from fairseq.models import ARCH_CONFIG_REGISTRY
 
 from fairseq_xlmr.cli import main as xlmr
 from fairseq_xlmr.models.xlmr_encoder import XlmrEncoderModel, XlmrLanguageSpecificLayer
-from fairseq_xlmr.preprocess.binarize import binarize_disjoint
+from fairseq_xlmr.preprocess.binarize_disjoint import binarize_disjoint
 from fairseq_xlmr.preprocess.corpora import parse_mono_sources, select_mono_sources
 from fairseq_xlmr.preprocess.spm import DISJOINT_SEPARATOR, disjoint_piece
 from tests.fixtures.fairseq_run import USER_DIR, fairseq_train, json_stats, tiny_model_args

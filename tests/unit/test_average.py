@@ -112,10 +112,10 @@ def test_cli_refuses_different_dictionaries(tmp_path):
     _checkpoint(run1 / "m.pt", torch.ones(size + 1, 4))
     _checkpoint(run2 / "m.pt", torch.ones(size + 1, 4))
     with pytest.raises(ValueError, match="different dictionaries .* first difference at id 5"):
-        cli.main(["average", str(run1 / "m.pt"), str(run2 / "m.pt"), "--out", str(tmp_path / "o.pt")])
+        cli.run(["average", str(run1 / "m.pt"), str(run2 / "m.pt"), "--out", str(tmp_path / "o.pt")])
     _write_dict(tmp_path / "small.txt", ["a"])
     with pytest.raises(ValueError, match="does not belong to this checkpoint"):
-        cli.main(["average", str(run1 / "m.pt"), str(run2 / "m.pt"), "--out", str(tmp_path / "o.pt"),
+        cli.run(["average", str(run1 / "m.pt"), str(run2 / "m.pt"), "--out", str(tmp_path / "o.pt"),
                   "--dict", str(tmp_path / "small.txt")])
     assert not (tmp_path / "o.pt").exists()
 
@@ -133,7 +133,7 @@ def test_cli_refuses_when_no_dictionary_is_found(tmp_path, monkeypatch):
     monkeypatch.chdir(elsewhere)
     argv = ["average", "--last-k", "2", "--save-dir", str(run / "checkpoints"), "--out", str(elsewhere / "avg.pt")]
     with pytest.raises(ValueError) as err:
-        cli.main(argv)
+        cli.run(argv)
     message = str(err.value)
     assert message.startswith(f"no dict.txt found for {run / 'checkpoints' / 'checkpoint_1_10.pt'} (looked at "
                               f"{run / 'checkpoints' / 'dict.txt'}, data-bin/dict.txt; a relative task.data is read "
@@ -151,7 +151,7 @@ def test_cli_refuses_checkpoints_of_different_recorded_dictionaries(tmp_path):
     b = _checkpoint(tmp_path / "b.pt", torch.ones(size + 1, 4), fingerprint="fedcba9876543210")
     with pytest.raises(ValueError, match=rf"{b} and {a} were trained with different dictionaries "
                                          r"\(`model.dictionary_fingerprint` fedcba9876543210 vs 0123456789abcdef\)"):
-        cli.main(["average", str(a), str(b), "--out", str(tmp_path / "out" / "model.pt")])
+        cli.run(["average", str(a), str(b), "--out", str(tmp_path / "out" / "model.pt")])
     assert not (tmp_path / "out").exists()
     same = _checkpoint(tmp_path / "c.pt", 3 * torch.ones(size + 1, 4), fingerprint="0123456789abcdef")
     cli.main(["average", str(a), str(same), "--out", str(tmp_path / "out" / "model.pt")])

@@ -237,7 +237,7 @@ def test_cli_holds_out_a_valid_split_by_default(tiny, tmp_path):
                                          r"\(1% of the lines, at least 10, at most 500\) \+ --test-lines 0; "
                                          r"add text, or pass a smaller --valid-lines \(0 writes no valid split: then "
                                          r"train with --disable-validation\)"):
-        cli.main([*argv, "--dest-dir", str(tmp_path / "small")])
+        cli.run([*argv, "--dest-dir", str(tmp_path / "small")])
     assert not (tmp_path / "small").exists()
     assert cli.main([*argv, "--dest-dir", str(tmp_path / "small"), "--valid-lines", "0"]) == 0
     assert not (tmp_path / "small" / "de" / "valid.idx").exists()

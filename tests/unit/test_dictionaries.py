@@ -151,7 +151,7 @@ def test_fetch_dictionaries_command_on_a_fake_package(tmp_path, monkeypatch, cap
     out = tmp_path / "out"
     args = Namespace(out_dir=str(out), languages="de", cache_dir=str(tmp_path / "cache"), max_translations=5,
                      train_words=2, test_words=1, allow_unpinned=False)
-    assert dictionaries.main(args) == 0
+    assert dictionaries.run(args) == 0
     assert (out / "en-de.txt").read_text() == "dog hund\nhouse haus\nrun rennen\ncat katze\n"
     assert (out / "en-de.0-2.txt").read_text() == "dog hund\nhouse haus\n"
     assert (out / "en-de.2-3.txt").read_text() == "run rennen\n"
@@ -161,4 +161,4 @@ def test_fetch_dictionaries_command_on_a_fake_package(tmp_path, monkeypatch, cap
     printed = capsys.readouterr().out.splitlines()
     assert printed[1].split() == ["en-de", "4", "4", "4", "2", "1"]
     with pytest.raises(ValueError, match="`--languages` must be a comma list of de, fr"):
-        dictionaries.main(Namespace(**{**vars(args), "languages": "xx"}))
+        dictionaries.run(Namespace(**{**vars(args), "languages": "xx"}))

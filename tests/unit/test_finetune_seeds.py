@@ -4,12 +4,13 @@ import argparse
 
 import pytest
 
+from fairseq_xlmr.commands import finetune_seeds
 from fairseq_xlmr.experiments import seeds
 
 
 def test_train_args_follow_the_double_dash():
     parser = argparse.ArgumentParser()
-    seeds.add_arguments(parser)
+    finetune_seeds.add_arguments(parser)
     args = parser.parse_args(["--name", "xnli", "--seeds", "1", "2", "--save-dir", "runs", "--epochs", "5",
                               "--", "data", "--task", "xlmr_sentence_classification", "--lr", "2e-5"])
     assert args.seeds == [1, 2] and args.epochs == 5.0

@@ -186,7 +186,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(exported, tmp_path):
     (busy / "keep.txt").write_text("mine")
     for command, source in (("export-hf", exported.ours), ("import-hf", exported.hf)):
         with pytest.raises(FileExistsError, match="--overwrite"):
-            cli.main([command, str(source), str(busy)])
+            cli.run([command, str(source), str(busy)])
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
 
 

@@ -5,12 +5,8 @@ import pytest
 import torch
 from fairseq.data import ListDataset
 
-from fairseq_xlmr.data.language_sampling import (
-    LanguageSamplingDataset,
-    draw_epoch_indices,
-    sampling_probs,
-    size_ratios,
-)
+from fairseq_xlmr.data.language_sampling import draw_epoch_indices, sampling_probs, size_ratios
+from fairseq_xlmr.data.language_sampling_dataset import LanguageSamplingDataset
 
 
 def test_sampling_probs_match_hand_computed_values():

@@ -8,10 +8,11 @@ import sentencepiece as spm
 from fairseq.data import Dictionary, data_utils
 
 from fairseq_xlmr import cli
-from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset, sampling_probs, size_ratios
+from fairseq_xlmr.data.language_sampling import sampling_probs, size_ratios
+from fairseq_xlmr.data.language_sampling_dataset import LanguageSamplingDataset
 from fairseq_xlmr.data.parallel import BitextDataset, ParallelBatchDataset, tlm_pair
 from fairseq_xlmr.data.word_pairs import read_lexicon
-from fairseq_xlmr.preprocess.binarize import binarize_parallel
+from fairseq_xlmr.preprocess.binarize_parallel import binarize_parallel
 from tests.fixtures.tiny_parallel import DE, EN, make_parallel_data_bin
 
 
@@ -60,7 +61,7 @@ def test_misaligned_files_are_rejected_before_work(tmp_path, tiny):
     (para / "en-de.en").write_text("a\nb\nc\n", encoding="utf-8")
     (para / "en-de.de").write_text("a\nb\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not aligned.*3 lines.*2"):
-        cli.main(["binarize", "--para-dir", str(para), "--spm-model", str(tiny["spm"]), "--dest-dir", str(tmp_path / "x")])
+        cli.run(["binarize", "--para-dir", str(para), "--spm-model", str(tiny["spm"]), "--dest-dir", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
 
 

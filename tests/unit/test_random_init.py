@@ -59,4 +59,4 @@ def test_random_init_loads_as_fairseq_loads_a_finetune_from_model_checkpoint(sou
 
 def test_a_missing_source_file_is_named(source_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing/model.pt not found"):
-        cli.main(["random-init", str(tmp_path / "missing"), str(tmp_path / "out")])
+        cli.run(["random-init", str(tmp_path / "missing"), str(tmp_path / "out")])

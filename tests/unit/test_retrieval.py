@@ -10,6 +10,7 @@ import torch
 
 from fairseq_xlmr.analysis.cka import center_columns as center
 from fairseq_xlmr.cli import main as xlmr
+from fairseq_xlmr.cli import run as xlmr_run
 from fairseq_xlmr.evaluation import retrieval
 from fairseq_xlmr.evaluation.retrieval import accuracy, knn, normalize, parse_layers, ratio_margin_matrix, retrieve
 from fairseq_xlmr.modules.pooling import pool_sequence
@@ -112,7 +113,7 @@ def test_eval_retrieval_command_on_aligned_files(model_dir, tmp_path):
     assert (out / "retrieval.png").stat().st_size > 10_000
 
     with pytest.raises(ValueError, match=r"--report-layer 7 is not among the evaluated layers \[0, 1, 2\]"):
-        xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out), "--cpu"])
+        xlmr_run(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out), "--cpu"])
     # --center: a copy is still found (both sides lose the same mean) and the choice is recorded.
     assert xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir",
                  str(tmp_path / "centered"), "--report-layer", "2", "--languages", "yy", "--center", "--cpu"]) == 0
@@ -121,7 +122,7 @@ def test_eval_retrieval_command_on_aligned_files(model_dir, tmp_path):
     assert centered["accuracy"]["cosine"]["yy"]["to_pivot"] == [0.0] * 3  # reversed lines stay misaligned
     (data / "zz.txt").write_text("one line\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"zz.txt has 1 lines but en.txt has 10; aligned files must match"):
-        xlmr(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out),
+        xlmr_run(["eval-retrieval", "--model-dir", str(model_dir), "--data-dir", str(data), "--out-dir", str(out),
               "--report-layer", "2"])
 
 
@@ -152,5 +153,5 @@ def test_lexical_baseline_needs_only_the_sentencepiece_model(model_dir, tmp_path
     assert report["accuracy"]["margin"]["xx"]["to_pivot"] == [100.0]  # a copy shares every piece
     assert report["accuracy"]["margin"]["yy"]["to_pivot"] == [0.0]  # misaligned lines stay misaligned
     with pytest.raises(ValueError, match=r"--pooling lexical has one layer, 0 .*got --report-layer 7"):
-        xlmr(["eval-retrieval", "--model-dir", str(spm_only), "--data-dir", str(data), "--out-dir", str(out),
+        xlmr_run(["eval-retrieval", "--model-dir", str(spm_only), "--data-dir", str(data), "--out-dir", str(out),
               "--pooling", "lexical"])

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from fairseq_xlmr.cli import main as xlmr_main
+from fairseq_xlmr.cli import run as xlmr_run
 
 
 def results(path, per_language):
@@ -40,11 +41,11 @@ def test_spread_refuses_too_few_runs_missing_languages_and_summaries(tmp_path):
     summary.write_text(json.dumps({"mean": {"de": 1.0}}))
     out = tmp_path / "out.md"
     with pytest.raises(ValueError, match="at least two runs"):
-        xlmr_main(["spread", str(model), "--baselines", str(one), "--out", str(out)])
+        xlmr_run(["spread", str(model), "--baselines", str(one), "--out", str(out)])
     with pytest.raises(ValueError, match="r2.json has no score for tr"):
-        xlmr_main(["spread", str(model), "--baselines", str(one), str(no_tr), "--out", str(out)])
+        xlmr_run(["spread", str(model), "--baselines", str(one), str(no_tr), "--out", str(out)])
     with pytest.raises(ValueError, match="no `per_language` and `average`"):
-        xlmr_main(["spread", str(model), "--baselines", str(one), str(summary), "--out", str(out)])
+        xlmr_run(["spread", str(model), "--baselines", str(one), str(summary), "--out", str(out)])
     assert not out.exists()
 
 

@@ -13,7 +13,7 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.logging import metrics
 
 from fairseq_xlmr.criterions.xlmr_mlm import XlmrMlmCriterion
-from fairseq_xlmr.data.language_sampling import LanguageSamplingDataset
+from fairseq_xlmr.data.language_sampling_dataset import LanguageSamplingDataset
 from fairseq_xlmr.tasks.xlmr_mlm import XlmrMlmConfig, XlmrMlmTask
 from tests.fixtures.fairseq_run import run_cli
 from tests.fixtures.tiny_bin import make_tiny_data_bin

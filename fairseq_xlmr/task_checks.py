@@ -40,9 +40,10 @@ def resolve_vocab_files(cfg):
     else:
         pretrained = pretrained_checkpoint(cfg)
         if pretrained is None:
-            raise ValueError(f"`task.spm_model` is empty and there is no --finetune-from-model (or --restore-file) "
-                             f"to find the {SPM_FILE} beside; pass --finetune-from-model <pretrained>/model.pt or "
-                             "--spm-model.")
+            restore = f"--restore-file {cfg.restore_file!r} is not a file" if cfg.restore_file else "no --restore-file"
+            raise ValueError(f"`task.spm_model` is empty and there is no pretrained checkpoint to find the {SPM_FILE} "
+                             f"beside (no --finetune-from-model, {restore}); pass --finetune-from-model "
+                             "<pretrained>/model.pt or --spm-model.")
         spm_path = os.path.join(os.path.dirname(os.path.abspath(pretrained)), SPM_FILE)
     dict_path = os.path.join(os.path.dirname(os.path.abspath(spm_path)), DICT_FILE)
     if not os.path.isfile(spm_path):

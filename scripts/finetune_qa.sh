@@ -47,7 +47,7 @@ if [[ -z "${FP16:-}" ]]; then
 fi
 
 data=("$QA_DATA_DIR" --user-dir "$REPO/fairseq_xlmr" --task xlmr_span_qa --criterion xlmr_span_qa
-      --train-file train-v1.1.json --valid-languages "$LANGS" --question-languages "$QUESTION_LANGS"
+      --train-file train-v1.1.json --eval-languages "$LANGS" --question-languages "$QUESTION_LANGS"
       --max-length "$MAX_LENGTH" --doc-stride "$DOC_STRIDE" --max-query-length 64
       --n-best 20 --max-answer-length 30 --qa-metric mlqa --num-workers 2)
 model=(--arch "$ARCH" --restore-file "$PRETRAINED_DIR/model.pt"

@@ -5,12 +5,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint (e.g. checkpoint_best.pt)")
     parser.add_argument("--data", default=None,
                         help="directory with the dev/test SQuAD-format files (default: where training read them)")
-    parser.add_argument("--valid-languages", default=None,
+    parser.add_argument("--eval-languages", default=None,
                         help="context languages (default: those the checkpoint was validated on)")
     parser.add_argument("--question-languages", default=None,
                         help="question languages for MLQA G-XLT (default: the checkpoint's setting)")
-    parser.add_argument("--valid-file-pattern", default=None, help="dev file name pattern (default: checkpoint's)")
-    parser.add_argument("--test-file-pattern", default=None, help="test file name pattern (default: checkpoint's)")
+    parser.add_argument("--valid-file", default=None,
+                        help="dev file name, with {lang} and {question} (default: the checkpoint's)")
+    parser.add_argument("--test-file", default=None,
+                        help="test file name, with {lang} and {question} (default: the checkpoint's)")
     parser.add_argument("--qa-metric", choices=["mlqa", "squad"], default=None,
                         help="answer normalisation (default: the checkpoint's; squad for XQuAD)")
     parser.add_argument("--spm-model", default=None,

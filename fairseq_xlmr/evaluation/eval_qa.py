@@ -19,8 +19,7 @@ from fairseq_xlmr.files import write_json
 
 logger = logging.getLogger(__name__)
 
-TASK_OPTIONS = ("valid_languages", "question_languages", "valid_file_pattern", "test_file_pattern", "qa_metric",
-                "spm_model")
+TASK_OPTIONS = ("eval_languages", "question_languages", "valid_file", "test_file", "qa_metric", "spm_model")
 
 
 def run(args) -> int:

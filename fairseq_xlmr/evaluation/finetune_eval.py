@@ -83,10 +83,10 @@ def evaluate_checkpoint(checkpoint, splits: Sequence[str] = ("valid", "test"), o
     from fairseq import checkpoint_utils
     from fairseq.logging import metrics
 
-    from fairseq_xlmr.finetune.base import SPLIT_FIELDS, XlmrFinetuneTask
+    from fairseq_xlmr.finetune.classification import SPLIT_FIELDS, XlmrClassificationTask
 
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides=overrides)
-    if not isinstance(task, XlmrFinetuneTask):
+    if not isinstance(task, XlmrClassificationTask):
         raise ValueError(f"{checkpoint} was trained with task {cfg.task._name}; finetune-eval reads "
                          "xlmr_sentence_classification and xlmr_token_classification checkpoints.")
     model = models[0].eval()

@@ -112,7 +112,7 @@ def schedule_args(train_args: List[str], epochs: float, warmup_ratio: float) -> 
     """--max-update/--warmup-updates for `epochs` epochs of the training set the arguments describe."""
     from fairseq import options, tasks
 
-    from fairseq_xlmr.finetune.base import XlmrFinetuneTask
+    from fairseq_xlmr.finetune.classification import XlmrClassificationTask
 
     # The argparse namespace, not fairseq's config: polynomial_decay's total_num_update is not set yet.
     args = options.parse_args_and_arch(options.get_training_parser(), train_args)
@@ -122,7 +122,7 @@ def schedule_args(train_args: List[str], epochs: float, warmup_ratio: float) -> 
         raise ValueError(f"--epochs sets the horizon of --lr-scheduler polynomial_decay, but the arguments ask for "
                          f"{args.lr_scheduler}; pass --lr-scheduler polynomial_decay or leave --epochs out.")
     task = tasks.setup_task(args)
-    if not isinstance(task, XlmrFinetuneTask):
+    if not isinstance(task, XlmrClassificationTask):
         raise ValueError(f"--epochs counts the training set of the xlmr_*_classification tasks, not {args.task}.")
     per_update = args.batch_size * args.update_freq[0] * args.distributed_world_size
     updates = math.ceil(epochs * math.ceil(task.train_size / per_update))

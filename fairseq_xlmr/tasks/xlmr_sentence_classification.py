@@ -26,7 +26,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
 from fairseq_xlmr.data import readers
-from fairseq_xlmr.finetune.base import XlmrFinetuneConfig, XlmrFinetuneTask
+from fairseq_xlmr.finetune.classification import XlmrClassificationConfig, XlmrClassificationTask
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ POOLING_CHOICES = ChoiceEnum(["model", "cls", "mean"])
 
 
 @dataclass
-class XlmrSentenceClassificationConfig(XlmrFinetuneConfig):
+class XlmrSentenceClassificationConfig(XlmrClassificationConfig):
     data_format: SENTENCE_FORMAT_CHOICES = field(default="tsv", metadata={"help":
         "file format: xnli (XNLI-1.0 dev/test, MultiNLI and XNLI-MT train tsv, told apart by the header), "
         "xnli_jsonl, pawsx (id, sentence1, sentence2, label), or tsv/jsonl with the columns named below"})
@@ -89,7 +89,7 @@ def encode_example(a: np.ndarray, b: Optional[np.ndarray], max_tokens: int, bos:
 
 
 @register_task("xlmr_sentence_classification", dataclass=XlmrSentenceClassificationConfig)
-class XlmrSentenceClassificationTask(XlmrFinetuneTask):
+class XlmrSentenceClassificationTask(XlmrClassificationTask):
     """Batches: `net_input.src_tokens` (batch, seq_len), `target` (batch,) label ids (positions in
     `labels`), `language` (batch,) positions in `languages`."""
 

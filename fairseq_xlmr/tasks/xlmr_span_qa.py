@@ -5,21 +5,25 @@ Validation decodes answers (n-best start/end over document-stride windows, best 
 windows) and logs EM/F1 per language (`f1_de`, `em_de`; `f1_de-en` for MLQA's G-XLT pairs, context
 language first) and their averages `f1` / `em`, so `--best-checkpoint-metric f1
 --maximize-best-checkpoint-metric` selects the model on the average dev F1, as the paper does.
+
+Builds on the fine-tuning base (finetune/base.py): the same data, file, language, length, vocabulary and freezing
+options, and the same checks of the model against the pretrained checkpoint.
 """
 
 import logging
 import os
+import string
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from fairseq.logging.meters import Meter
-from fairseq.tasks import FairseqTask, register_task
-from omegaconf import II, MISSING
+from fairseq.tasks import register_task
+from omegaconf import II
 
 from fairseq_xlmr.data.squad import (
     NUM_SPECIAL_TOKENS,
@@ -31,38 +35,36 @@ from fairseq_xlmr.data.squad import (
     window_answer,
 )
 from fairseq_xlmr.evaluation.qa_metrics import METRICS, check_language, exact_match, f1, max_over_gold
-from fairseq_xlmr.files import DICT_FILE, SPM_FILE
-from fairseq_xlmr.preprocess.spm import check_spm_matches_dict
-from fairseq_xlmr.task_checks import check_fits_model
+from fairseq_xlmr.files import parse_list
+from fairseq_xlmr.finetune.base import XlmrFinetuneConfig, XlmrFinetuneTask
 
 logger = logging.getLogger(__name__)
 
 QA_HEAD = "qa"  # the 2-output token head (start, end logits) the task registers and the criterion reads
 QA_METRIC_CHOICES = ChoiceEnum(list(METRICS))
+PLACEHOLDERS = {"lang", "question"}  # of --valid-file and --test-file
 SPANS_KEY = "_qa_spans"  # logging-output key of decoded answers; "_" keeps it out of the printed stats
 
 
 @dataclass
-class XlmrSpanQaConfig(FairseqDataclass):
-    data: str = field(default=MISSING, metadata={"help":
-        "directory with the SQuAD v1.1-format JSON files (training file and per-language dev/test files)"})
+class XlmrSpanQaConfig(XlmrFinetuneConfig):
+    # The fine-tuning base's fields, with what they mean for SQuAD-format files.
     train_file: str = field(default="train-v1.1.json", metadata={"help":
         "training file in `data` (English SQuAD v1.1 for XLM-R's cross-lingual transfer)"})
-    valid_languages: str = field(default="en", metadata={"help":
+    valid_file: str = field(default="dev-context-{lang}-question-{question}.json", metadata={"help":
+        "dev file name in `data` for a language pair: {lang} the context language, {question} the question "
+        "language (XQuAD: xquad.{lang}.json)"})
+    test_file: str = field(default="test-context-{lang}-question-{question}.json", metadata={"help":
+        "test file name in `data` (splits named test*), as --valid-file"})
+    eval_languages: str = field(default="en", metadata={"help":
         "comma-separated context languages of the dev/test files, e.g. en,es,de,ar,hi,vi,zh (MLQA)"})
+    max_length: int = field(default=384, metadata={"help":
+        "tokens per window, <s> Q </s></s> C </s> included (XTREME: 384); at most the model's max_positions"})
+    # QA's own.
     question_languages: str = field(default="", metadata={"help":
         "comma-separated question languages; empty: each file's question is in its context language "
         "(MLQA cross-lingual transfer); given: every context x question pair (MLQA G-XLT), logged as "
         "<context>-<question> when they differ"})
-    valid_file_pattern: str = field(default="dev-context-{context}-question-{question}.json", metadata={"help":
-        "dev file name in `data` for a language pair, with {context} and {question} (XQuAD: xquad.{context}.json)"})
-    test_file_pattern: str = field(default="test-context-{context}-question-{question}.json", metadata={"help":
-        "test file name in `data` (splits named test*), with {context} and {question}"})
-    spm_model: str = field(default="", metadata={"help":
-        f"SentencePiece model; its {DICT_FILE} must lie beside it. Empty: the {SPM_FILE} beside "
-        "the pretrained checkpoint (--finetune-from-model, else --restore-file)"})
-    max_length: int = field(default=384, metadata={"help":
-        "tokens per window, <s> Q </s></s> C </s> included (XTREME: 384)"})
     doc_stride: int = field(default=128, metadata={"help":
         "context pieces between the starts of consecutive windows over a long context (XTREME: 128)"})
     max_query_length: int = field(default=64, metadata={"help":
@@ -74,14 +76,8 @@ class XlmrSpanQaConfig(FairseqDataclass):
     qa_metric: QA_METRIC_CHOICES = field(default="mlqa", metadata={"help":
         "answer normalisation of EM/F1: mlqa (MLQA's script, language-specific; its 7 languages only) "
         "or squad (SQuAD v1.1's script; XTREME uses it for XQuAD)"})
-    # Shared with the rest of the run (set from common/dataset/checkpoint options).
-    seed: int = II("common.seed")
     train_subset: str = II("dataset.train_subset")
     valid_subset: str = II("dataset.valid_subset")
-    restore_file: str = II("checkpoint.restore_file")
-    finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
-    best_checkpoint_metric: str = II("checkpoint.best_checkpoint_metric")
-    maximize_best_checkpoint_metric: bool = II("checkpoint.maximize_best_checkpoint_metric")
 
 
 class LanguagePair(NamedTuple):
@@ -180,60 +176,59 @@ class QaSpanMeter(Meter):
 
 
 @register_task("xlmr_span_qa", dataclass=XlmrSpanQaConfig)
-class XlmrSpanQaTask(FairseqTask):
+class XlmrSpanQaTask(XlmrFinetuneTask):
     """Extractive QA: start/end logits from the token head `qa` over `<s> Q </s></s> C </s>` windows."""
 
     cfg: XlmrSpanQaConfig
 
     def __init__(self, cfg: XlmrSpanQaConfig, dictionary, sp, pairs: List[LanguagePair]):
-        super().__init__(cfg)
-        from fairseq_xlmr.preprocess.binarize import build_id_table
-
-        self.dictionary = dictionary
-        self.sp = sp
-        self.id_table = build_id_table(sp, dictionary)
+        super().__init__(cfg, dictionary, sp)
         self.pairs = pairs
         self.splits: Dict[str, QaSplit] = {}
 
     @classmethod
     def setup_task(cls, cfg: XlmrSpanQaConfig, **kwargs):
-        import sentencepiece as spm
-
-        from fairseq_xlmr.checkpoint import load_dictionary
-
-        check_config(cfg)
+        cls.check_config(cfg)
         pairs = language_pairs(cfg)
         check_data_files(cfg, pairs)
-        spm_path = tokenizer_path(cfg)
-        dict_path = os.path.join(os.path.dirname(spm_path), DICT_FILE)
-        if not os.path.isfile(dict_path):
-            raise ValueError(f"no {DICT_FILE} beside `task.spm_model` {spm_path!r}; put the dictionary of "
-                             "the pretrained checkpoint next to its SentencePiece model.")
-        check_spm_matches_dict(spm_path, dict_path)
-        dictionary = load_dictionary(dict_path)  # + <mask>, as in pretraining, so embedding rows match
-        logger.info("dictionary: %d types from %s; evaluating %s", len(dictionary), dict_path,
-                    ", ".join(p.name for p in pairs))
-        return cls(cfg, dictionary, spm.SentencePieceProcessor(model_file=spm_path), pairs)
+        task = cls(cfg, *cls.load_vocabulary(cfg), pairs)
+        logger.info("evaluating %s", ", ".join(p.name for p in pairs))
+        return task
 
-    @property
-    def source_dictionary(self):
-        return self.dictionary
+    @classmethod
+    def check_config(cls, cfg: XlmrSpanQaConfig) -> None:
+        """Reject bad settings before any data is read."""
+        for name in ("doc_stride", "max_query_length", "n_best", "max_answer_length"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"`task.{name}` must be at least 1, got {getattr(cfg, name)}.")
+        room = cfg.max_length - cfg.max_query_length - NUM_SPECIAL_TOKENS
+        if room < cfg.doc_stride:
+            raise ValueError(
+                f"`task.max_length` {cfg.max_length} leaves {room} context pieces per window after a question of up "
+                f"to `task.max_query_length` {cfg.max_query_length} pieces and {NUM_SPECIAL_TOKENS} special tokens; "
+                f"it must leave at least `task.doc_stride` ({cfg.doc_stride}) or windows would skip context. Raise "
+                "--max-length or lower --max-query-length / --doc-stride (XTREME: 384 / 64 / 128)."
+            )
+        for name in ("valid_file", "test_file"):
+            names = {field for _, field, _, _ in string.Formatter().parse(getattr(cfg, name)) if field is not None}
+            if not names <= PLACEHOLDERS:
+                raise ValueError(f"`task.{name}` {getattr(cfg, name)!r} names {sorted(names - PLACEHOLDERS)}; a QA file "
+                                 "name may hold {lang} (the context language) and {question} (the question language).")
+        super().check_config(cfg)
 
-    @property
-    def target_dictionary(self):
-        return self.dictionary
+    @classmethod
+    def metric_name(cls, cfg) -> str:
+        return "f1"
 
-    def max_positions(self):
-        return self.cfg.max_length
+    @classmethod
+    def logged_metrics(cls, cfg) -> List[str]:
+        return ["f1", "em"]
 
-    def build_model(self, cfg, from_checkpoint=False):
-        model = super().build_model(cfg, from_checkpoint)
-        check_fits_model(model, self.cfg.max_length, "max_length", "lower --max-length (XTREME: 384).")
+    def add_head(self, model):
         if not hasattr(model, "register_token_head"):
             raise ValueError(f"task xlmr_span_qa needs a model with token heads (--arch xlmr_base, ...), got "
                              f"{type(model).__name__}.")
         model.register_token_head(QA_HEAD, 2)  # kept when the checkpoint being loaded already has it
-        return model
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         """The train file for the training subset; one file per language pair for any other split."""
@@ -343,22 +338,12 @@ class XlmrSpanQaTask(FairseqTask):
 # --------------------------------------------------------------------------- checks
 
 
-def parse_languages(value: str, field_name: str) -> List[str]:
-    languages = [lang.strip() for lang in value.split(",") if lang.strip()]
-    duplicates = sorted({lang for lang in languages if languages.count(lang) > 1})
-    if duplicates:
-        raise ValueError(f"`task.{field_name}` lists {', '.join(duplicates)} more than once: {value!r}.")
-    return languages
-
-
 def language_pairs(cfg: XlmrSpanQaConfig) -> List[LanguagePair]:
     """(context, question) pairs to evaluate: same-language pairs, or the full G-XLT grid."""
-    contexts = parse_languages(cfg.valid_languages, "valid_languages")
-    if not contexts:
-        raise ValueError("`task.valid_languages` is empty; give the dev languages, e.g. en,es,de,ar,hi,vi,zh (MLQA).")
-    questions = parse_languages(cfg.question_languages, "question_languages")
+    contexts = parse_list(cfg.eval_languages, "task.eval_languages")
+    questions = parse_list(cfg.question_languages, "task.question_languages") if cfg.question_languages else []
     for lang in contexts:
-        check_language(lang, cfg.qa_metric, field="task.valid_languages")
+        check_language(lang, cfg.qa_metric, field="task.eval_languages")
     if not questions:
         return [LanguagePair(lang, lang) for lang in contexts]
     return [LanguagePair(c, q) for c in contexts for q in questions]
@@ -366,28 +351,9 @@ def language_pairs(cfg: XlmrSpanQaConfig) -> List[LanguagePair]:
 
 def split_files(cfg: XlmrSpanQaConfig, pairs: List[LanguagePair], split: str) -> List[Tuple[LanguagePair, str]]:
     """(pair, path) of each evaluation file of `split`: test* splits read test files, others dev files."""
-    pattern = cfg.test_file_pattern if split.startswith("test") else cfg.valid_file_pattern
-    return [(pair, os.path.join(cfg.data, pattern.format(context=pair.context, question=pair.question)))
+    pattern = cfg.test_file if split.startswith("test") else cfg.valid_file
+    return [(pair, os.path.join(cfg.data, pattern.format(lang=pair.context, question=pair.question)))
             for pair in pairs]
-
-
-def check_config(cfg: XlmrSpanQaConfig) -> None:
-    """Reject bad settings before any data is read."""
-    for name in ("doc_stride", "max_query_length", "n_best", "max_answer_length"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"`task.{name}` must be at least 1, got {getattr(cfg, name)}.")
-    room = cfg.max_length - cfg.max_query_length - NUM_SPECIAL_TOKENS
-    if room < cfg.doc_stride:
-        raise ValueError(
-            f"`task.max_length` {cfg.max_length} leaves {room} context pieces per window after a question of up "
-            f"to `task.max_query_length` {cfg.max_query_length} pieces and {NUM_SPECIAL_TOKENS} special tokens; "
-            f"it must leave at least `task.doc_stride` ({cfg.doc_stride}) or windows would skip context. Raise "
-            "--max-length or lower --max-query-length / --doc-stride (XTREME: 384 / 64 / 128)."
-        )
-    if cfg.best_checkpoint_metric.split("_")[0] in ("f1", "em") and not cfg.maximize_best_checkpoint_metric:
-        raise ValueError(f"`checkpoint.best_checkpoint_metric` is {cfg.best_checkpoint_metric!r} but "
-                         "`checkpoint.maximize_best_checkpoint_metric` is off, so the worst checkpoint would "
-                         "be kept as best; add --maximize-best-checkpoint-metric.")
 
 
 def check_data_files(cfg: XlmrSpanQaConfig, pairs: List[LanguagePair]) -> None:
@@ -402,21 +368,4 @@ def check_data_files(cfg: XlmrSpanQaConfig, pairs: List[LanguagePair]) -> None:
     if missing:
         raise ValueError(f"`task.data` {cfg.data!r} lacks {', '.join(missing)} (it has: "
                          f"{', '.join(sorted(os.listdir(cfg.data))) or 'nothing'}); fix --train-file, "
-                         "--valid-languages/--question-languages or --valid-file-pattern.")
-
-
-def tokenizer_path(cfg: XlmrSpanQaConfig) -> str:
-    """`task.spm_model`, or the SentencePiece model beside the pretrained checkpoint."""
-    if cfg.spm_model:
-        path = cfg.spm_model
-    else:
-        pretrained = cfg.finetune_from_model or cfg.restore_file
-        if not pretrained or not os.path.isfile(pretrained):
-            raise ValueError(f"`task.spm_model` is empty and the pretrained checkpoint {pretrained!r} "
-                             f"(--finetune-from-model, else --restore-file) is not a file, so there is no "
-                             f"{SPM_FILE} to read; pass --restore-file <pretrained>/model.pt or --spm-model.")
-        path = os.path.join(os.path.dirname(os.path.abspath(pretrained)), SPM_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(f"SentencePiece model {path!r} does not exist; put the pretrained model's {SPM_FILE} "
-                         "there or pass --spm-model.")
-    return path
+                         "--eval-languages/--question-languages or --valid-file.")

@@ -16,7 +16,7 @@ from fairseq_xlmr.data import readers
 from fairseq_xlmr.data.label_alignment import windowed_examples
 from fairseq_xlmr.data.tagging_dataset import TaggingWindowsDataset
 from fairseq_xlmr.files import ENCODINGS
-from fairseq_xlmr.finetune.base import XlmrFinetuneConfig, XlmrFinetuneTask
+from fairseq_xlmr.finetune.classification import XlmrClassificationConfig, XlmrClassificationTask
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ ENCODING_CHOICES = ChoiceEnum(list(ENCODINGS))
 
 
 @dataclass
-class XlmrTokenClassificationConfig(XlmrFinetuneConfig):
+class XlmrTokenClassificationConfig(XlmrClassificationConfig):
     data_format: TAGGING_FORMAT_CHOICES = field(default="conll", metadata={"help":
         "file format: conll (CoNLL-2002/2003 NER, `word ... label`), wikiann (PAN-X, `lang:word<TAB>label`) "
         "or conllu (Universal Dependencies, UPOS tags)"})
@@ -44,7 +44,7 @@ class XlmrTokenClassificationConfig(XlmrFinetuneConfig):
 
 
 @register_task("xlmr_token_classification", dataclass=XlmrTokenClassificationConfig)
-class XlmrTokenClassificationTask(XlmrFinetuneTask):
+class XlmrTokenClassificationTask(XlmrClassificationTask):
     """Batches are windows of sentences (see `TaggingWindowsDataset`); targets are label ids (positions
     in `labels`) on first pieces of the words a window scores, IGNORE_INDEX elsewhere."""
 

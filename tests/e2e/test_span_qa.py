@@ -64,7 +64,7 @@ def qa_setup(tmp_path_factory):
 def finetune_args(model_dir, data, save_dir):
     return [
         data, "--user-dir", USER_DIR, "--task", "xlmr_span_qa", "--criterion", "xlmr_span_qa", *MODEL,
-        "--valid-languages", "en,de", "--max-length", "48", "--doc-stride", "16", "--max-query-length", "12",
+        "--eval-languages", "en,de", "--max-length", "48", "--doc-stride", "16", "--max-query-length", "12",
         "--restore-file", model_dir / "model.pt", "--reset-optimizer", "--reset-dataloader", "--reset-meters",
         "--cpu", "--num-workers", "0", "--seed", "1", "--dropout", "0.0", "--attention-dropout", "0.0",
         "--optimizer", "adam", "--lr", "5e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "50",

@@ -40,7 +40,7 @@ def qa_dir(tmp_path_factory):
 
 
 def config(data, spm_model="", **overrides):
-    settings = dict(data=str(data), spm_model=str(spm_model), valid_languages="en,de", max_length=24, doc_stride=8,
+    settings = dict(data=str(data), spm_model=str(spm_model), eval_languages="en,de", max_length=24, doc_stride=8,
                     max_query_length=8, seed=1, train_subset="train", valid_subset="valid", restore_file="",
                     finetune_from_model=None, best_checkpoint_metric="f1", maximize_best_checkpoint_metric=True)
     settings.update(overrides)
@@ -49,9 +49,9 @@ def config(data, spm_model="", **overrides):
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(max_length=19), r"`task.max_length` 19 leaves 7 context pieces .* at least `task.doc_stride` \(8\)"),
-    (dict(valid_languages="en,ru"), r"`task.valid_languages` 'ru' has no MLQA answer normalisation"),
-    (dict(valid_languages="en,en"), r"`task.valid_languages` lists en more than once"),
-    (dict(valid_languages="en,es"), r"lacks dev-context-es-question-es.json \(it has: dev-context-de-"),
+    (dict(eval_languages="en,ru"), r"`task.eval_languages` 'ru' has no MLQA answer normalisation"),
+    (dict(eval_languages="en,en"), r"`task.eval_languages` lists en more than once"),
+    (dict(eval_languages="en,es"), r"lacks dev-context-es-question-es.json \(it has: dev-context-de-"),
     (dict(maximize_best_checkpoint_metric=False), r"--maximize-best-checkpoint-metric"),
     (dict(doc_stride=0), r"`task.doc_stride` must be at least 1, got 0"),
 ])
@@ -63,7 +63,8 @@ def test_bad_settings_fail_before_any_data_is_read(qa_dir, overrides, message):
 
 def test_tokenizer_comes_from_beside_the_restore_file(qa_dir, tmp_path):
     _, data, spm_model = qa_dir
-    with pytest.raises(ValueError, match=r"`task.spm_model` is empty and the pretrained checkpoint 'checkpoint_last"):
+    with pytest.raises(ValueError, match=r"`task.spm_model` is empty and there is no pretrained checkpoint .* "
+                                         r"--restore-file 'checkpoint_last.pt' is not a file"):
         XlmrSpanQaTask.setup_task(config(data, restore_file="checkpoint_last.pt"))
     checkpoint = spm_model.parent / "model.pt"
     checkpoint.write_bytes(b"")  # only its directory matters here
@@ -71,16 +72,16 @@ def test_tokenizer_comes_from_beside_the_restore_file(qa_dir, tmp_path):
     assert task.dictionary[len(task.dictionary) - 1] == "<mask>"  # rows match the pretrained embeddings
     assert len(XlmrSpanQaTask.setup_task(config(data, finetune_from_model=str(checkpoint))).dictionary) == len(
         task.dictionary)
-    squad_only = config(data, spm_model, valid_languages="ru", qa_metric="squad",
-                        valid_file_pattern="dev-context-en-question-en.json")
+    squad_only = config(data, spm_model, eval_languages="ru", qa_metric="squad",
+                        valid_file="dev-context-en-question-en.json")
     assert [p.name for p in XlmrSpanQaTask.setup_task(squad_only).pairs] == ["ru"]  # any language with `squad`
 
 
 def test_gxlt_pairs_read_one_file_per_context_question_pair(qa_dir):
     _, data, spm_model = qa_dir
-    pairs = language_pairs(config(data, valid_languages="de", question_languages="en,de"))
+    pairs = language_pairs(config(data, eval_languages="de", question_languages="en,de"))
     assert [p.name for p in pairs] == ["de-en", "de"]
-    cfg = config(data, valid_languages="de", question_languages="en,de")
+    cfg = config(data, eval_languages="de", question_languages="en,de")
     assert [path.rsplit("/", 1)[1] for _, path in split_files(cfg, pairs, "valid")] == [
         "dev-context-de-question-en.json", "dev-context-de-question-de.json"]
     assert split_files(cfg, pairs, "test")[0][1].endswith("test-context-de-question-en.json")
@@ -174,7 +175,7 @@ def test_malformed_training_file_fails_before_training(qa_dir, tmp_path):
     (bad / "train-v1.1.json").write_text(json.dumps(squad))
     with pytest.raises(ValueError, match=r"qas\[1\] \(id en1\): answers\[0\].answer_start = 38 does not point"):
         fairseq_train([bad, "--user-dir", USER_DIR, "--task", "xlmr_span_qa", "--criterion", "xlmr_span_qa",
-                       "--arch", "xlmr_debug", "--spm-model", spm_model, "--valid-languages", "en,de",
+                       "--arch", "xlmr_debug", "--spm-model", spm_model, "--eval-languages", "en,de",
                        "--max-length", "24", "--doc-stride", "8", "--max-query-length", "8", "--cpu",
                        "--batch-size", "4", "--max-update", "1", "--save-dir", tmp_path / "ck",
                        "--optimizer", "adam", "--lr", "1e-4"])

@@ -32,31 +32,30 @@ class XlmrSentenceClassificationCriterion(FairseqCriterion):
         self.pooling = getattr(task.cfg, "pooling", "cls")  # checkpoints from before --pooling read <s>
         self.pad = task.source_dictionary.pad()
         self.languages = task.languages
-        # `xlmr finetune-eval --center` sets (num_languages, dim): added to each sentence vector by its
-        # language before the head, moving every language's mean onto the training languages' mean.
-        self.center_shift = None
 
     def sentence_vectors(self, model, net_input):
         """`(batch, dim)`: what the head reads, the `<s>` state or the mean of the non-pad states."""
         states, _ = model(**net_input, features_only=True)  # (batch, seq_len, dim)
         return pool_sequence(states, net_input["src_tokens"].ne(self.pad), head_pooling(self.pooling, model.args))
 
-    def sentence_logits(self, model, net_input, language=None):
+    def sentence_logits(self, model, net_input, language=None, center_shift=None):
         """`(batch, num_labels)`: RoBERTa's head on `<s>`, or the same head on the mean of the non-pad states.
 
-        `language` (batch,) positions in task.languages: needed only while `center_shift` is set.
+        center_shift: optional `(num_languages, dim)`, added to each sentence vector by its `language` (batch,)
+        positions in task.languages before the head (`xlmr finetune-eval --center`).
         """
-        if head_pooling(self.pooling, model.args) == "cls" and self.center_shift is None:  # RoBERTa's head picks position 0 itself
+        if head_pooling(self.pooling, model.args) == "cls" and center_shift is None:  # RoBERTa's head picks position 0 itself
             return model(**net_input, features_only=True, classification_head_name=self.head_name)[0]
         head = model.classification_heads[self.head_name]
         vectors = self.sentence_vectors(model, net_input).to(head.dense.weight.dtype)  # bf16 autocast states
-        if self.center_shift is not None:
-            vectors = vectors + self.center_shift[language].to(vectors)
+        if center_shift is not None:
+            vectors = vectors + center_shift[language].to(vectors)
         return head(vectors.unsqueeze(1))  # the head reads position 0
 
-    def forward(self, model, sample, reduce=True):
-        """sample["target"], sample["language"]: (batch,). Returns (loss, batch size, logging output)."""
-        logits = self.sentence_logits(model, sample["net_input"], sample["language"])
+    def forward(self, model, sample, reduce=True, center_shift=None):
+        """sample["target"], sample["language"]: (batch,); center_shift: see `sentence_logits`. Returns (loss,
+        batch size, logging output)."""
+        logits = self.sentence_logits(model, sample["net_input"], sample["language"], center_shift)
         targets = sample["target"]  # (batch,) positions in task.labels
         loss = F.cross_entropy(logits.float(), targets, reduction="sum")  # logits: (batch, num_labels)
         sample_size = targets.numel()

@@ -83,6 +83,7 @@ def evaluate_checkpoint(checkpoint, splits: Sequence[str] = ("valid", "test"), o
     from fairseq import checkpoint_utils
     from fairseq.logging import metrics
 
+    from fairseq_xlmr.criterions.xlmr_sentence_classification import XlmrSentenceClassificationCriterion
     from fairseq_xlmr.finetune.classification import SPLIT_FIELDS, XlmrClassificationTask
 
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides=overrides)
@@ -94,7 +95,7 @@ def evaluate_checkpoint(checkpoint, splits: Sequence[str] = ("valid", "test"), o
     if use_cuda:
         model.cuda()
     criterion = task.build_criterion(cfg.criterion)
-    if center and not hasattr(criterion, "center_shift"):
+    if center and not isinstance(criterion, XlmrSentenceClassificationCriterion):
         raise ValueError(f"--center moves sentence vectors, but {checkpoint} is a {cfg.task._name} checkpoint; "
                          "drop --center (it applies to xlmr_sentence_classification).")
     metric = task.metric_name(task.cfg)
@@ -110,13 +111,14 @@ def evaluate_checkpoint(checkpoint, splits: Sequence[str] = ("valid", "test"), o
             logger.info("no %s files configured; skipping %s", split, split)
             continue
         task.load_dataset(split)
+        shift = {}
         if center:
             means, counts = language_means(task, model, criterion, split, batch_size, seed, use_cuda)
-            criterion.center_shift = (reference - means) * (counts > 0).unsqueeze(1)  # absent languages: none
+            shift["center_shift"] = (reference - means) * (counts > 0).unsqueeze(1)  # absent languages: none
         logging_outputs = []
-        with torch.no_grad():
+        with torch.no_grad():  # as task.valid_step (the model is in eval mode), with the shift when centring
             for sample in _batches(task, model, split, batch_size, seed, use_cuda):
-                logging_outputs.append(task.valid_step(sample, model, criterion)[2])
+                logging_outputs.append(criterion(model, sample, **shift)[2])
         with metrics.aggregate(new_root=True) as aggregator:
             task.reduce_metrics(logging_outputs, criterion)
             stats = aggregator.get_smoothed_values()

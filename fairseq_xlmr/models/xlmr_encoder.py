@@ -9,6 +9,7 @@ a typed dataclass. Parameter names are fairseq RoBERTa's, so stock fairseq check
 """
 
 import dataclasses
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -16,8 +17,6 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from fairseq import utils
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.dataclass.utils import gen_parser_from_dataclass
@@ -27,9 +26,10 @@ from fairseq.models.roberta.model import RobertaEncoder, RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_base_architecture
 from fairseq.models.transformer import TransformerConfig, TransformerEncoderBase
 from fairseq.modules import MultiheadAttention
-from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 from fairseq.modules.checkpoint_activations import checkpoint_wrapper
+from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
+from torch import nn
 
 from fairseq_xlmr.modules.frozen_states import FrozenStatesCache
 from fairseq_xlmr.modules.packing import PackedTokens
@@ -192,48 +192,15 @@ class XlmrEncoderLayer(TransformerEncoderLayerBase):
         )
 
 
-class XlmrLanguageSpecificLayer(nn.Module):
-    """One copy of a Transformer layer per language; each sample goes through its language's copy.
-
-    fairseq's layer loop calls layers as `layer(x, encoder_padding_mask=...)`, so the batch's languages
-    are handed over in `lang_id` by XlmrSentenceEncoder.forward for the duration of one forward pass.
-    """
-
-    def __init__(self, layers):
-        super().__init__()
-        self.per_language = nn.ModuleList(layers)
-        self.lang_id: Optional[torch.Tensor] = None
-
-    def forward(self, x, encoder_padding_mask=None, attn_mask=None):
-        """x `(seq_len, batch, dim)`, encoder_padding_mask `(batch, seq_len)` -> `(seq_len, batch, dim)`."""
-        assert self.lang_id is not None and self.lang_id.dim() == 1, "lang_id (batch,) is set by the encoder"
-        out = torch.zeros_like(x)
-        for lang in self.lang_id.unique().tolist():
-            rows = self.lang_id == lang
-            mask = encoder_padding_mask[rows] if encoder_padding_mask is not None else None
-            out[:, rows] = self.per_language[lang](x[:, rows], encoder_padding_mask=mask, attn_mask=attn_mask)
-        return out
-
-
 class XlmrSentenceEncoder(TransformerEncoderBase):
-    """The Transformer stack with SDPA layers and optional language embeddings."""
+    """The Transformer stack with SDPA layers, run on the packed real tokens of padded batches, whose bottom can be
+    frozen (and its states cached) for fine-tuning."""
 
-    def __init__(self, cfg, dictionary, embed_tokens, num_languages=0, language_specific=(0, False, 0)):
-        """language_specific: (number of languages, separate embeddings?, separate bottom layers K)."""
+    # Whether `run_layers` may pack a padded batch; layers that route whole samples need the padded layout.
+    packable = True
+
+    def __init__(self, cfg, dictionary, embed_tokens):
         super().__init__(cfg, dictionary, embed_tokens)
-        self.embed_languages = (
-            nn.Embedding(num_languages, embed_tokens.embedding_dim) if num_languages > 0 else None
-        )
-        languages, specific_embeddings, specific_layers = language_specific
-        # Ablations of "Emerging Cross-lingual Structure" (Conneau, Wu et al., 2020); None/plain when off,
-        # so the parameter names (the state-dict contract) are unchanged.
-        self.embed_tokens_by_language = None
-        if specific_embeddings:
-            self.embed_tokens_by_language = nn.ModuleList(
-                nn.Embedding(len(dictionary), embed_tokens.embedding_dim, padding_idx=dictionary.pad())
-                for _ in range(languages))
-        for i in range(specific_layers):
-            self.layers[i] = XlmrLanguageSpecificLayer([self.build_encoder_layer(cfg) for _ in range(languages)])
         self.frozen_layers = 0  # set by `freeze`: the bottom layers that neither train nor drop out
         self.frozen_cache: Optional[FrozenStatesCache] = None
 
@@ -244,10 +211,6 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
         states after them are computed once and kept (FrozenStatesCache), so later passes run only the layers
         above. fairseq's optimizer leaves out the parameters that need no gradient.
         """
-        if layers and (self.embed_languages is not None or self.embed_tokens_by_language is not None
-                       or any(isinstance(layer, XlmrLanguageSpecificLayer) for layer in self.layers)):
-            raise ValueError("frozen layers read no language ids; fine-tune a model without language embeddings or "
-                             "language-specific parts, or freeze no layers.")
         modules = [self.embed_tokens, self.embed_positions] if embeddings or layers else []
         if layers:
             modules += [self.layernorm_embedding, *self.layers[:layers]]
@@ -269,12 +232,11 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
         return self
 
     def run_layers(self, x, padding_mask, layers, states=None):
-        """x `(seq_len, batch, dim)` through `layers` (each output appended to `states` when given), on the packed
-        real tokens when at least MIN_PADDING_SHARE of the batch is padding (language-specific layers route
-        whole samples and take the padded batch)."""
+        """x `(seq_len, batch, dim)` through `layers`, callables `layer(x, encoder_padding_mask=...)` (each output
+        appended to `states` when given), on the packed real tokens when at least MIN_PADDING_SHARE of the batch is
+        padding."""
         has_pads = bool(padding_mask.any())
-        if not has_pads or not PackedTokens.worth_it(padding_mask) or \
-                any(isinstance(layer, XlmrLanguageSpecificLayer) for layer in layers):
+        if not has_pads or not self.packable or not PackedTokens.worth_it(padding_mask):
             for layer in layers:
                 x = layer(x, encoder_padding_mask=padding_mask if has_pads else None)
                 if states is not None:
@@ -288,14 +250,15 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
                 states.append(packed.unpack(x))
         return packed.unpack(x)
 
-    def forward_scriptable(self, src_tokens, src_lengths=None, return_all_hiddens=False, token_embeddings=None):
-        """fairseq's TransformerEncoderBase.forward_scriptable, its layers run by `run_layers`; states at padding
-        positions are zeros when the batch ran packed."""
+    def forward_scriptable(self, src_tokens, src_lengths=None, return_all_hiddens=False, token_embeddings=None,
+                           layers=None):
+        """fairseq's TransformerEncoderBase.forward_scriptable, its layers (default: all of them) run by
+        `run_layers`; states at padding positions are zeros when the batch ran packed."""
         padding_mask = src_tokens.eq(self.padding_idx)
         x, embedding = self.forward_embedding(src_tokens, token_embeddings)
         x = (x * (1 - padding_mask.unsqueeze(-1).type_as(x))).transpose(0, 1)
         states = [x] if return_all_hiddens else None
-        x = self.run_layers(x, padding_mask, self.layers, states)
+        x = self.run_layers(x, padding_mask, self.layers if layers is None else layers, states)
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         lengths = (~padding_mask).sum(dim=1, dtype=torch.int32).reshape(-1, 1)
@@ -325,6 +288,80 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
         return {"encoder_out": [x], "encoder_padding_mask": [padding_mask], "encoder_embedding": [],
                 "encoder_states": [], "fc_results": [], "src_tokens": [], "src_lengths": [lengths]}
 
+    def build_encoder_layer(self, cfg):
+        layer = XlmrEncoderLayer(cfg)
+        if cfg.checkpoint_activations:
+            layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
+        min_params = cfg.min_params_to_wrap if not cfg.checkpoint_activations else 0
+        return fsdp_wrap(layer, min_num_params=min_params)
+
+    def positioned(self, src_tokens, positions, token_embeddings=None):
+        """Token embeddings that give `positions` `(batch, seq_len)` (padding_idx + 1 onwards; TLM restarts them for
+        the second segment) instead of the default ones, on top of `token_embeddings` (default: the table's)."""
+        # fairseq's forward_embedding always adds the default positions; adding the difference here gives exactly
+        # the requested ones (value and gradient) without copying that method.
+        shift = F.embedding(positions, self.embed_positions.weight, self.padding_idx) - self.embed_positions(src_tokens)
+        base = self.embed_tokens(src_tokens) if token_embeddings is None else token_embeddings
+        return base + shift / self.embed_scale
+
+    def forward(self, src_tokens, src_lengths=None, return_all_hiddens=False, positions=None):
+        """src_tokens: `(batch, seq_len)`; positions: optional `(batch, seq_len)` position ids (see `positioned`).
+        Returns fairseq's encoder_out dict, states `(seq_len, batch, dim)`."""
+        if self.frozen_layers and not return_all_hiddens and positions is None:
+            return self.forward_above_frozen(src_tokens)
+        token_embeddings = None
+        if positions is not None and self.embed_positions is not None:
+            token_embeddings = self.positioned(src_tokens, positions)
+        return self.forward_scriptable(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+
+
+class XlmrLanguageSpecificLayer(nn.Module):
+    """One copy of a Transformer layer per language; each sample goes through its language's copy."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.per_language = nn.ModuleList(layers)
+
+    def forward(self, x, encoder_padding_mask=None, attn_mask=None, lang_id=None):
+        """x `(seq_len, batch, dim)`, encoder_padding_mask `(batch, seq_len)`, lang_id `(batch,)` ->
+        `(seq_len, batch, dim)`."""
+        assert lang_id is not None and lang_id.dim() == 1, "lang_id (batch,) routes the samples"
+        out = torch.zeros_like(x)
+        for lang in lang_id.unique().tolist():
+            rows = lang_id == lang
+            mask = encoder_padding_mask[rows] if encoder_padding_mask is not None else None
+            out[:, rows] = self.per_language[lang](x[:, rows], encoder_padding_mask=mask, attn_mask=attn_mask)
+        return out
+
+
+class XlmrLanguageSentenceEncoder(XlmrSentenceEncoder):
+    """The encoder of `XlmrSentenceEncoder` reading each sample's language: XLM's language embeddings (off in XLM-R)
+    and the ablations of "Emerging Cross-lingual Structure" (Conneau, Wu et al., 2020), one token table per language
+    ('Sep Emb') or per-language copies of the bottom K layers ('Sep L1-K').
+
+    Built only when one of them is on; the extra parameters sit beside the shared ones (`embed_languages`,
+    `embed_tokens_by_language.<lang>`, `layers.<i>.per_language.<lang>`), whose names stay RoBERTa's.
+    """
+
+    def __init__(self, cfg, dictionary, embed_tokens, num_languages: int, language_embeddings: bool,
+                 specific_embeddings: bool, specific_layers: int):
+        super().__init__(cfg, dictionary, embed_tokens)
+        dim = embed_tokens.embedding_dim
+        self.embed_languages = nn.Embedding(num_languages, dim) if language_embeddings else None
+        self.embed_tokens_by_language = None
+        if specific_embeddings:
+            self.embed_tokens_by_language = nn.ModuleList(
+                nn.Embedding(len(dictionary), dim, padding_idx=dictionary.pad()) for _ in range(num_languages))
+        for i in range(specific_layers):
+            self.layers[i] = XlmrLanguageSpecificLayer([self.build_encoder_layer(cfg) for _ in range(num_languages)])
+        self.packable = not specific_layers  # per-language layers route whole samples of the padded batch
+
+    def freeze(self, embeddings: bool, layers: int, cache_bytes: int = 0) -> None:
+        if layers:
+            raise ValueError("frozen layers read no language ids; fine-tune a model without language embeddings or "
+                             "language-specific parts, or freeze no layers.")
+        super().freeze(embeddings, layers, cache_bytes)
+
     def language_specific_embeddings(self, src_tokens, lang_id):
         """`(batch, seq_len)` tokens looked up in their language's table: `(batch, seq_len, dim)`.
         lang_id: `(batch,)` or per token `(batch, seq_len)`."""
@@ -337,53 +374,31 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
             out[where] = tables[lang](src_tokens[where])
         return out
 
-    def build_encoder_layer(self, cfg):
-        layer = XlmrEncoderLayer(cfg)
-        if cfg.checkpoint_activations:
-            layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
-        min_params = cfg.min_params_to_wrap if not cfg.checkpoint_activations else 0
-        return fsdp_wrap(layer, min_num_params=min_params)
-
-    def forward(self, src_tokens, src_lengths=None, return_all_hiddens=False, lang_id=None, positions=None):
-        """src_tokens: `(batch, seq_len)`; lang_id: `(batch,)` or per token `(batch, seq_len)` language
-        index, used only with language embeddings; positions: optional `(batch, seq_len)` position ids
-        (padding_idx + 1 onwards; TLM restarts them for the second segment). Returns fairseq's
-        encoder_out dict, states `(seq_len, batch, dim)`."""
-        if self.frozen_layers and not return_all_hiddens and positions is None:
-            return self.forward_above_frozen(src_tokens)
-        token_embeddings = None
-        specific_layers = [layer for layer in self.layers if isinstance(layer, XlmrLanguageSpecificLayer)]
-        if (self.embed_tokens_by_language is not None or specific_layers) and lang_id is None:
-            raise ValueError("`model.language_specific_embeddings`/`language_specific_layers` route each sample by "
-                             "its language, but the batch has no `lang_id`; use task xlmr_mlm or turn them off.")
-        if self.embed_tokens_by_language is not None:
-            token_embeddings = self.language_specific_embeddings(src_tokens, lang_id)
-        if specific_layers and lang_id.dim() != 1:
+    def forward(self, src_tokens, src_lengths=None, return_all_hiddens=False, positions=None, lang_id=None):
+        """As XlmrSentenceEncoder.forward, with lang_id: `(batch,)` or per token `(batch, seq_len)` language index
+        (positions in the task's languages)."""
+        if lang_id is None:
+            raise ValueError("`model.language_embeddings`/`language_specific_embeddings`/`language_specific_layers` "
+                             "read each sample's language, but the batch has no `lang_id`; use task xlmr_mlm (it "
+                             "adds lang_id to net_input) or turn them off.")
+        specific = any(isinstance(layer, XlmrLanguageSpecificLayer) for layer in self.layers)
+        if specific and lang_id.dim() != 1:
             raise ValueError("`model.language_specific_layers` routes whole samples, but lang_id is per token "
                              f"{tuple(lang_id.shape)} (TLM pairs mix two languages); use it with MLM batches.")
+        token_embeddings = None
+        if self.embed_tokens_by_language is not None:
+            token_embeddings = self.language_specific_embeddings(src_tokens, lang_id)
         if self.embed_languages is not None:
-            if lang_id is None:
-                raise ValueError(
-                    "`model.language_embeddings` is on but the batch has no `lang_id`; "
-                    "use task xlmr_mlm (it adds lang_id to net_input) or turn the option off."
-                )
             # Added before scaling/positions; embed_scale is 1.0 for XLM-R (no_scale_embedding).
             languages = self.embed_languages(lang_id)
             base = self.embed_tokens(src_tokens) if token_embeddings is None else token_embeddings
             token_embeddings = base + (languages[:, None, :] if lang_id.dim() == 1 else languages)
         if positions is not None and self.embed_positions is not None:
-            # fairseq's forward_embedding always adds the default positions; adding the difference
-            # here gives exactly the requested ones (value and gradient) without copying that method.
-            shift = F.embedding(positions, self.embed_positions.weight, self.padding_idx) - self.embed_positions(src_tokens)
-            base = self.embed_tokens(src_tokens) if token_embeddings is None else token_embeddings
-            token_embeddings = base + shift / self.embed_scale
-        for layer in specific_layers:
-            layer.lang_id = lang_id
-        try:
-            return self.forward_scriptable(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
-        finally:
-            for layer in specific_layers:
-                layer.lang_id = None  # no stale languages (nor a reference to the batch) outlive the call
+            token_embeddings = self.positioned(src_tokens, positions, token_embeddings)
+        # The batch's languages go to the per-language layers as an argument of this one pass.
+        layers = [functools.partial(layer, lang_id=lang_id) if isinstance(layer, XlmrLanguageSpecificLayer) else layer
+                  for layer in self.layers]
+        return self.forward_scriptable(src_tokens, src_lengths, return_all_hiddens, token_embeddings, layers)
 
 
 class XlmrEncoder(RobertaEncoder):
@@ -392,11 +407,13 @@ class XlmrEncoder(RobertaEncoder):
         super().__init__(cfg, dictionary)
 
     def build_encoder(self, args, dictionary, embed_tokens):
-        encoder = XlmrSentenceEncoder(
-            TransformerConfig.from_namespace(args), dictionary, embed_tokens,
-            self.num_languages if args.language_embeddings else 0,
-            (self.num_languages, args.language_specific_embeddings, args.language_specific_layers),
-        )
+        cfg = TransformerConfig.from_namespace(args)
+        if args.language_embeddings or args.language_specific_embeddings or args.language_specific_layers:
+            encoder = XlmrLanguageSentenceEncoder(
+                cfg, dictionary, embed_tokens, self.num_languages, args.language_embeddings,
+                args.language_specific_embeddings, args.language_specific_layers)
+        else:
+            encoder = XlmrSentenceEncoder(cfg, dictionary, embed_tokens)
         encoder.apply(init_bert_params)
         if args.compile_layers:
             # In place (nn.Module.compile), unlike torch.compile(module), which would prefix every
@@ -415,8 +432,10 @@ class XlmrEncoder(RobertaEncoder):
         return x, extra
 
     def extract_features(self, src_tokens, return_all_hiddens=False, lang_id=None, positions=None, **unused):
-        encoder_out = self.sentence_encoder(src_tokens, return_all_hiddens=return_all_hiddens, lang_id=lang_id,
-                                            positions=positions)
+        """lang_id `(batch,)` or `(batch, seq_len)`: read only by an encoder with language-specific parts."""
+        languages = {"lang_id": lang_id} if isinstance(self.sentence_encoder, XlmrLanguageSentenceEncoder) else {}
+        encoder_out = self.sentence_encoder(src_tokens, return_all_hiddens=return_all_hiddens, positions=positions,
+                                            **languages)
         features = encoder_out["encoder_out"][0].transpose(0, 1)  # (batch, seq_len, dim)
         inner_states = encoder_out["encoder_states"] if return_all_hiddens else None
         return features, {"inner_states": inner_states}

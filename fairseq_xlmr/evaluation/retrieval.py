@@ -34,7 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from fairseq_xlmr.analysis.cka import center_columns
-from fairseq_xlmr.files import SPM_FILE, read_lines, write_json
+from fairseq_xlmr.files import SPM_FILE, parse_list, read_lines, write_json
 from fairseq_xlmr.modules.pooling import pool_sequence
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def run(args) -> int:
 
     if args.margin_k < 1:
         raise ValueError(f"--margin-k must be at least 1, got {args.margin_k}; LASER and XTREME use 4.")
-    requested = [lang.strip() for lang in args.languages.split(",")] if args.languages else None
+    requested = parse_list(args.languages, "--languages") if args.languages else None
     if args.format == "aligned":
         pairs = read_aligned(args.data_dir, args.pivot, requested)
     else:

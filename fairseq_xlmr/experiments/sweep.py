@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, SPM_FILE, write_atomic, write_json
+from fairseq_xlmr.files import CHECKPOINT_FILE, DICT_FILE, SPM_FILE, parse_list, write_atomic, write_json
 from fairseq_xlmr.tables import markdown_table
 
 PARAMS = ("alpha", "vocab", "languages")
@@ -40,7 +40,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 def run(args) -> int:
     values = parse_values(args.param, args.values)
-    languages = [lang for lang in args.languages.split(",") if lang] if args.languages else None
+    languages = parse_list(args.languages, "--languages") if args.languages else None
     sweep = Sweep(param=args.param, values=values, out_dir=Path(args.out_dir), data_bin=_path(args.data_bin),
                   spm_dir=_path(args.spm_dir), corpus_dir=_path(args.corpus_dir), languages=languages,
                   udhr_dir=_path(args.udhr_dir), pivot=args.pivot, retrieval_layer=args.retrieval_layer,

@@ -218,7 +218,7 @@ def run(args) -> int:
     weights = parse_weights(args.weights, len(paths))
     dict_files = None
     if args.dict:
-        dict_files = [Path(d) for d in args.dict.split(",")]
+        dict_files = [Path(d) for d in args.dict.split(",")]  # one per checkpoint: repeats allowed
         if len(dict_files) == 1:
             dict_files = dict_files * len(paths)
         if len(dict_files) != len(paths):

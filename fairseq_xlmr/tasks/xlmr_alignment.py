@@ -17,6 +17,7 @@ from fairseq_xlmr.data.language_sampling import check_alpha, sampling_probs, siz
 from fairseq_xlmr.data.language_sampling_dataset import LanguageSamplingDataset
 from fairseq_xlmr.data.parallel import BitextDataset, ParallelBatchDataset
 from fairseq_xlmr.data.word_pairs import read_lexicon
+from fairseq_xlmr.files import parse_list
 from fairseq_xlmr.tasks.xlmr_mlm import XlmrMlmConfig, XlmrMlmTask, load_shared_dictionary
 
 logger = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def resolve_pairs(cfg: XlmrAlignmentConfig, languages: List[str]) -> List[str]:
                          f"`xlmr binarize --para-dir`.")
     found = sorted(name for name in os.listdir(cfg.para_data)
                    if "-" in name and os.path.isdir(os.path.join(cfg.para_data, name)))
-    pairs = [p.strip() for p in cfg.pairs.split(",") if p.strip()] or found
+    pairs = parse_list(cfg.pairs, "task.pairs") if cfg.pairs.strip() else found
     if not pairs:
         raise ValueError(f"`task.para_data` {cfg.para_data!r} holds no <src>-<tgt> directory.")
     for pair in pairs:

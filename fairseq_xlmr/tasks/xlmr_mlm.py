@@ -29,7 +29,7 @@ from fairseq_xlmr.data.language_sampling import check_alpha, sampling_probs, siz
 from fairseq_xlmr.data.language_sampling_dataset import LanguageSamplingDataset
 from fairseq_xlmr.data.masking import SPM_WORD_START, XlmrMaskTokensDataset
 from fairseq_xlmr.data.padding import PadToMultipleDataset
-from fairseq_xlmr.files import DICT_FILE, SPM_FILE
+from fairseq_xlmr.files import DICT_FILE, SPM_FILE, parse_list
 from fairseq_xlmr.preprocess.spm import check_spm_matches_dict
 from fairseq_xlmr.task_checks import check_fits_model, check_matches_pretrained
 
@@ -312,10 +312,7 @@ def resolve_languages(cfg: XlmrMlmConfig, paths: List[str]) -> List[str]:
             raise ValueError(f"`task.data` directory {first!r} has no <lang>/{cfg.train_subset}.idx; expected the "
                              f"layout of `xlmr binarize`: <data>/<lang>/{cfg.train_subset}.{{bin,idx}}.{hint}")
         return found
-    languages = [lang.strip() for lang in cfg.languages.split(",") if lang.strip()]
-    duplicates = sorted({lang for lang in languages if languages.count(lang) > 1})
-    if duplicates:
-        raise ValueError(f"`task.languages` lists {', '.join(duplicates)} more than once: {cfg.languages!r}.")
+    languages = parse_list(cfg.languages, "task.languages")
     for path in paths:
         for lang in languages:
             if not os.path.isdir(os.path.join(path, lang)):

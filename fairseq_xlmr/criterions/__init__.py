@@ -1,0 +1,1 @@
+"""Registered criteria only, one per file, file name = registry name (`xlmr_*`)."""

@@ -1,0 +1,1 @@
+"""Model fusion: checkpoint averaging (distillation and adversarial training are criteria)."""

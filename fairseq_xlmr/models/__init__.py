@@ -1,0 +1,1 @@
+"""Registered models only: `xlmr_encoder` and its architectures."""

@@ -1,1 +1,3 @@
-"""Building blocks shared by the criteria (gradient reversal)."""
+"""Building blocks of the model and the criteria: contrastive losses, pooling, gradient reversal, token packing,
+the frozen-states cache.
+"""

@@ -1,0 +1,1 @@
+"""Registered optimizers only: `xlmr_fused_adam`."""

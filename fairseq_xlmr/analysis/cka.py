@@ -11,12 +11,9 @@ from typing import Dict, Sequence
 
 import torch
 
+from fairseq_xlmr.modules.pooling import center_columns
+
 KERNELS = ("linear", "rbf")
-
-
-def center_columns(x: torch.Tensor) -> torch.Tensor:
-    """`(n, d)` -> `(n, d)` with every column's mean removed."""
-    return x - x.mean(0, keepdim=True)
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:

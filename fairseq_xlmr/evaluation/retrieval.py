@@ -33,9 +33,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from fairseq_xlmr.analysis.cka import center_columns
 from fairseq_xlmr.files import SPM_FILE, parse_list, read_lines, write_json
-from fairseq_xlmr.modules.pooling import pool_sequence
+from fairseq_xlmr.modules.pooling import center_columns, pool_sequence
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Sentence vectors from token states: the `<s>` state or the mean over real tokens."""
+"""Sentence vectors from token states (the `<s>` state or the mean over real tokens), and their centring."""
 
 import torch
 
@@ -15,3 +15,8 @@ def pool_sequence(states: torch.Tensor, mask: torch.Tensor, pooling: str) -> tor
         return states[:, 0]
     mask = mask.unsqueeze(-1).to(states)
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def center_columns(x: torch.Tensor) -> torch.Tensor:
+    """`(n, d)` -> `(n, d)` with every column's mean removed."""
+    return x - x.mean(0, keepdim=True)

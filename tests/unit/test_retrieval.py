@@ -8,11 +8,11 @@ import pytest
 import sentencepiece
 import torch
 
-from fairseq_xlmr.analysis.cka import center_columns as center
 from fairseq_xlmr.cli import main as xlmr
 from fairseq_xlmr.cli import run as xlmr_run
 from fairseq_xlmr.evaluation import retrieval
 from fairseq_xlmr.evaluation.retrieval import accuracy, knn, normalize, parse_layers, ratio_margin_matrix, retrieve
+from fairseq_xlmr.modules.pooling import center_columns as center
 from fairseq_xlmr.modules.pooling import pool_sequence
 from tests.fixtures.tiny_data import make_sentence
 from tests.fixtures.tiny_finetune import pretrained_model_dir

@@ -1,4 +1,5 @@
-"""No module of fairseq_xlmr imports back, directly or through others, into a module that imports it.
+"""No module of fairseq_xlmr imports back, directly or through others, into a module that imports it, and imports go
+down the layers of docs/architecture.md, never up.
 
 The graph is read from the source with `ast`, function-level imports included: an import moved into a
 function to dodge a cycle at load time is still a cycle in the design.
@@ -8,6 +9,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "fairseq_xlmr"
+
+# docs/architecture.md, bottom first: a module may import its own layer and those below.
+LAYERS = [
+    ["files", "tables", "schedules"],
+    ["modules", "data", "preprocess", "evaluation.metrics", "evaluation.qa_metrics"],
+    ["models", "checkpoint", "task_checks"],
+    ["tasks", "criterions", "optim", "finetune", "patches"],
+    ["__init__", "plugin", "components", "hub"],
+    ["evaluation", "analysis", "experiments", "interop", "fusion"],
+    ["cli", "commands"],
+]
 
 
 def module_name(path: Path) -> str:
@@ -73,6 +85,22 @@ def test_the_package_has_no_import_cycle():
     assert len(graph) > 50 and graph["fairseq_xlmr.hub"], "the walk found too few modules or imports"
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def layer(module: str) -> int:
+    """The LAYERS index of `fairseq_xlmr.<module>` (its own entry, else its package's)."""
+    parts = module.split(".")[1:] or ["__init__"]
+    for name in (".".join(parts[:2]), parts[0]):
+        for index, names in enumerate(LAYERS):
+            if name in names:
+                return index
+    raise AssertionError(f"{module} is in no layer of LAYERS: add it (and to docs/architecture.md)")
+
+
+def test_imports_go_down_the_layers():
+    upward = [f"{module} -> {dep}" for module, deps in import_graph().items() for dep in sorted(deps)
+              if layer(dep) > layer(module)]
+    assert not upward, "imports up the layers of docs/architecture.md: " + "; ".join(upward)
 
 
 def test_an_import_inside_a_function_closes_a_cycle():

@@ -70,8 +70,10 @@ def test_each_language_goes_to_its_own_teacher(tmp_path):
     mixed = masked_batch(task, [0, 1, 0, 1])
     de_rows = masked_batch(task, [0, 1, 0, 1])
     de_rows["target"][[0, 2]] = task.source_dictionary.pad()  # only the de samples predict
+    # The routed de teacher scores a batch of the two de rows, the single teacher all four: float32 kernels
+    # blocked for another batch size agree to ~1e-5 relative (1.4e-5 on some CPUs), not exactly.
     assert routed(student, mixed)[2]["kd_loss"].item() == pytest.approx(
-        only_de(student, de_rows)[2]["kd_loss"].item(), rel=1e-5)
+        only_de(student, de_rows)[2]["kd_loss"].item(), rel=1e-4)
 
 
 def test_bad_settings_are_refused(tmp_path):

@@ -15,8 +15,9 @@
 #
 # Usage:    scripts/eval_transfer.sh MODEL_DIR [extra fairseq-train args]
 #   MODEL_DIR  model.pt + dict.txt + sentencepiece.bpe.model (xlmr fetch-pretrained, make demo's demo/release, ...)
-# Recipes:  RECIPE=transfer (default): the encoder's embeddings and all but its top 2 layers frozen, mean pooling as
-#           the model records it (`xlmr finetune-seeds --recipe transfer`); RECIPE=xtreme: every weight trains.
+# Recipes:  RECIPE=transfer (default): the encoder's embeddings and all but its top 4 layers frozen, lr 1e-4, mean
+#           pooling as the model records it (`xlmr finetune-seeds --recipe transfer`); RECIPE=xtreme: every weight
+#           trains, lr 2e-5 (XTREME's).
 # Expected: $OUT/report.md (+ report_<task>.png), $OUT/spread/<task>.md. On 2 CPU cores, multilingual-e5-small
 #           with K=3 and 3 seeds: ~40 min per model (the model + each twin). The README shows that run.
 #           A tiny model needs a larger learning rate: make demo's 4x128 model was run with LR=1e-3.
@@ -25,7 +26,8 @@
 #           gettext pairs, monolingual and parallel text from `make demo`'s corpus (xlmr fetch-corpora
 #           --heldout-pairs 500).
 # Env:      OUT (transfer/<model dir name>), K (3), SEEDS ("1 2 3"), STEPS ("pos sentiment retrieval bli cka"),
-#           RECIPE (transfer), LR (5e-5), EPOCHS (5), FROZEN_LR (1e-3), BATCH (32), TRAIN_SIZE (1000),
+#           RECIPE (transfer), LR (the recipe's), EPOCHS (5), FROZEN_LR (1e-3), BATCH (32), MAX_LENGTH (128),
+#           TRAIN_SIZE (1000),
 #           DATA (transfer/data), DICTS (transfer/dictionaries), CORPUS (demo/corpus: udhr/ heldout/ mono/ para/),
 #           LANGS (de,es,fr,it,nl,ru,tr: retrieval and CKA), BLI_LANGS (de,es,fr,ru,tr), KEEP_CHECKPOINTS (0),
 #           OMP_NUM_THREADS (2)
@@ -33,7 +35,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ $# -lt 1 || $1 == -* ]]; then
-  sed -n '2,32p' "$0" >&2
+  sed -n '2,33p' "$0" >&2
   exit 2
 fi
 MODEL_DIR=$1
@@ -52,7 +54,8 @@ CORPUS=${CORPUS:-demo/corpus}
 KEEP_CHECKPOINTS=${KEEP_CHECKPOINTS:-0}
 BIN=${BIN:-$REPO/.venv/bin}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-export LR=${LR:-5e-5} EPOCHS=${EPOCHS:-5} BATCH=${BATCH:-32}
+export EPOCHS=${EPOCHS:-5} BATCH=${BATCH:-32} MAX_LENGTH=${MAX_LENGTH:-128}
+[[ -z ${LR:-} ]] || export LR  # unset: the recipe's (transfer 1e-4, xtreme 2e-5)
 FROZEN_LR=${FROZEN_LR:-1e-3}
 LANGS=${LANGS:-de,es,fr,it,nl,ru,tr}
 BLI_LANGS=${BLI_LANGS:-de,es,fr,ru,tr}
@@ -103,11 +106,11 @@ names=(pretrained $(seq -f 'random%g' 1 "$K"))
 common=(--cpu --num-workers 0 --best-checkpoint-metric accuracy_en --no-last-checkpoints)  # select on English dev
 sentiment_task=("$DATA/sentiment" --task xlmr_sentence_classification --criterion xlmr_sentence_classification
                 --data-format tsv --text-b-column "" --train-file "{lang}/train.tsv" --valid-file "{lang}/dev.tsv"
-                --test-file "{lang}/test.tsv" --train-languages en --eval-languages all --max-length 128)
+                --test-file "{lang}/test.tsv" --train-languages en --eval-languages all --max-length "$MAX_LENGTH")
 frozen=(--freeze-layers "$layers" --pooling mean --lr "$FROZEN_LR")
 
 finetune_sentiment() {  # the shared fine-tuning recipe of scripts/finetune_*.sh, for sentence classification
-  local NAME=sentiment METRIC=accuracy task_args=("${sentiment_task[@]}")
+  local NAME=sentiment METRIC=accuracy XTREME_LR=2e-5 task_args=("${sentiment_task[@]}")
   source "$REPO/scripts/lib/finetune_common.sh"
 }
 

@@ -17,7 +17,7 @@
 #           large: 80.94 / 89.43 / 90.24 (paper; expect about ±1).
 # Output:   $SAVE_DIR/seed<k>/{checkpoint_best.pt,results.json}, $SAVE_DIR/summary.json, a mean ± std table.
 # Env:      DATA, FORMAT (conll), TRAIN_LANGS (en), EVAL_LANGS (en,nl,es,de), SAVE_DIR (checkpoints/ner-$TRAIN_LANGS),
-#           TRAIN_FILE/VALID_FILE/TEST_FILE ({lang}/train.txt, ...), LR (2e-5), BATCH (32), EPOCHS (10),
+#           TRAIN_FILE/VALID_FILE/TEST_FILE ({lang}/train.txt, ...), LR (2e-5; RECIPE=transfer: 1e-4), BATCH (32), EPOCHS (10),
 #           MAX_LENGTH (128), and MODEL, SPM, ARCH, SEEDS, FP16 (scripts/lib/finetune_common.sh).
 set -euo pipefail
 
@@ -29,7 +29,7 @@ SAVE_DIR=${SAVE_DIR:-checkpoints/ner-$TRAIN_LANGS}
 TRAIN_FILE=${TRAIN_FILE:-\{lang\}/train.txt}
 VALID_FILE=${VALID_FILE:-\{lang\}/dev.txt}
 TEST_FILE=${TEST_FILE-\{lang\}/test.txt}  # empty: no test split
-LR=${LR:-2e-5}
+XTREME_LR=2e-5
 BATCH=${BATCH:-32}
 EPOCHS=${EPOCHS:-10}
 MAX_LENGTH=${MAX_LENGTH:-128}

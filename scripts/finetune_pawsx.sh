@@ -11,7 +11,7 @@
 # Expected: the XLM-R paper reports no PAWS-X number; en test accuracy should come out in the low-to-mid 90s and
 #           the other languages lower (XTREME's XLM-R large average is in the mid 80s).
 # Output:   $SAVE_DIR/seed<k>/{checkpoint_best.pt,results.json}, $SAVE_DIR/summary.json, a mean ± std table.
-# Env:      DATA, TRAIN_LANGS (en), EVAL_LANGS (all), SAVE_DIR (checkpoints/pawsx-$TRAIN_LANGS), LR (2e-5),
+# Env:      DATA, TRAIN_LANGS (en), EVAL_LANGS (all), SAVE_DIR (checkpoints/pawsx-$TRAIN_LANGS), LR (2e-5; RECIPE=transfer: 1e-4),
 #           BATCH (32), EPOCHS (5), MAX_LENGTH (128), and MODEL, SPM, ARCH, SEEDS, FP16 (scripts/lib/finetune_common.sh).
 set -euo pipefail
 
@@ -19,7 +19,7 @@ DATA=${DATA:?set DATA to the PAWS-X directory holding <lang>/dev_2k.tsv}
 TRAIN_LANGS=${TRAIN_LANGS:-en}
 EVAL_LANGS=${EVAL_LANGS:-all}
 SAVE_DIR=${SAVE_DIR:-checkpoints/pawsx-$TRAIN_LANGS}
-LR=${LR:-2e-5}
+XTREME_LR=2e-5
 BATCH=${BATCH:-32}
 EPOCHS=${EPOCHS:-5}
 MAX_LENGTH=${MAX_LENGTH:-128}

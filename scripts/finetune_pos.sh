@@ -12,7 +12,7 @@
 # Expected: the XLM-R paper reports no POS number; English test accuracy should reach the mid 90s, other
 #           languages less in transfer (XTREME reports XLM-R large averages in the 70s over its 33 languages).
 # Output:   $SAVE_DIR/seed<k>/{checkpoint_best.pt,results.json}, $SAVE_DIR/summary.json, a mean ± std table.
-# Env:      DATA, TRAIN_LANGS (en), EVAL_LANGS (all), SAVE_DIR (checkpoints/pos-$TRAIN_LANGS), LR (2e-5),
+# Env:      DATA, TRAIN_LANGS (en), EVAL_LANGS (all), SAVE_DIR (checkpoints/pos-$TRAIN_LANGS), LR (2e-5; RECIPE=transfer: 1e-4),
 #           BATCH (32), EPOCHS (10), MAX_LENGTH (128), and MODEL, SPM, ARCH, SEEDS, FP16 (scripts/lib/finetune_common.sh).
 set -euo pipefail
 
@@ -20,7 +20,7 @@ DATA=${DATA:?set DATA to the directory holding <lang>/train.conllu, dev.conllu a
 TRAIN_LANGS=${TRAIN_LANGS:-en}
 EVAL_LANGS=${EVAL_LANGS:-all}
 SAVE_DIR=${SAVE_DIR:-checkpoints/pos-$TRAIN_LANGS}
-LR=${LR:-2e-5}
+XTREME_LR=2e-5
 BATCH=${BATCH:-32}
 EPOCHS=${EPOCHS:-10}
 MAX_LENGTH=${MAX_LENGTH:-128}

@@ -12,7 +12,7 @@
 # Expected: test average, XLM-R base: 76.2 (transfer) / 79.1 (translate-train-all); large: 80.9 / 83.6
 #           (paper, 5 seeds; expect about ±0.5). `xlmr report --results-dir checkpoints` tabulates ours.
 # Output:   $SAVE_DIR/seed<k>/{checkpoint_best.pt,results.json}, $SAVE_DIR/summary.json, a mean ± std table.
-# Env:      DATA, TRAIN_LANGS (en), EVAL_LANGS (all), SAVE_DIR (checkpoints/xnli-$TRAIN_LANGS), LR (2e-5),
+# Env:      DATA, TRAIN_LANGS (en), EVAL_LANGS (all), SAVE_DIR (checkpoints/xnli-$TRAIN_LANGS), LR (2e-5; RECIPE=transfer: 1e-4),
 #           BATCH (32), EPOCHS (5), MAX_LENGTH (128), and MODEL, SPM, ARCH, SEEDS, FP16 (scripts/lib/finetune_common.sh).
 set -euo pipefail
 
@@ -20,7 +20,7 @@ DATA=${DATA:?set DATA to the directory holding XNLI-1.0/ and XNLI-MT-1.0/}
 TRAIN_LANGS=${TRAIN_LANGS:-en}
 EVAL_LANGS=${EVAL_LANGS:-all}
 SAVE_DIR=${SAVE_DIR:-checkpoints/xnli-$TRAIN_LANGS}
-LR=${LR:-2e-5}
+XTREME_LR=2e-5
 BATCH=${BATCH:-32}
 EPOCHS=${EPOCHS:-5}
 MAX_LENGTH=${MAX_LENGTH:-128}

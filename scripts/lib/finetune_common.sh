@@ -2,7 +2,7 @@
 # model-selection options of XTREME's XLM-R fine-tuning, and the seed loop (`xlmr finetune-seeds`).
 #
 # The calling script sets NAME (benchmark name in results.json), METRIC (accuracy or f1), the
-# array task_args (data and task options) and defaults for LR, EPOCHS and BATCH; "$@" (the caller's
+# array task_args (data and task options) and defaults for XTREME_LR, EPOCHS and BATCH; "$@" (the caller's
 # arguments) are extra fairseq-train arguments and come last, so they win.
 #
 # Env: RECIPE (xtreme: every weight trains, the paper's recipe; transfer: all but the top 2 layers frozen, which keeps
@@ -18,6 +18,8 @@ MODEL=${MODEL:-xlmr.base/model.pt}
 ARCH=${ARCH:-xlmr_base}
 SEEDS=${SEEDS:-1 2 3 4 5}
 RECIPE=${RECIPE:-xtreme}
+# The caller's XTREME_LR for the paper's recipe; the transfer recipe trains only the top layers, at a higher rate.
+LR=${LR:-$([[ $RECIPE == transfer ]] && echo 1e-4 || echo "$XTREME_LR")}
 read -r -a seeds <<< "$SEEDS"
 
 model_args=(--arch "$ARCH" --finetune-from-model "$MODEL")

@@ -48,7 +48,7 @@ def setup(tmp_path_factory):
     (dicts / "en-de.5000-6500.txt").write_text("".join(f"{w} {w}\n" for w in words[::2][:20]), encoding="utf-8")
     (dicts / "summary.json").write_text("{}")
     env = {**os.environ, "K": "2", "CORPUS": str(corpus), "DATA": str(data), "DICTS": str(dicts), "LANGS": "de",
-           "BLI_LANGS": "de", "OMP_NUM_THREADS": "1", "LR": "1e-3", "EPOCHS": "2", "SEEDS": "1"}
+           "BLI_LANGS": "de", "OMP_NUM_THREADS": "1", "LR": "1e-3", "EPOCHS": "2", "SEEDS": "1", "MAX_LENGTH": "64"}
     return model, env, root
 
 

@@ -40,12 +40,12 @@ def test_the_evaluator_follows_the_training_task():
     assert seeds.evaluator(["data"]) is finetune_eval.evaluate_and_write
 
 
-def test_the_transfer_recipe_freezes_all_but_the_top_two_layers_of_the_pretrained_model(tmp_path):
+def test_the_transfer_recipe_freezes_all_but_the_top_four_layers_of_the_pretrained_model(tmp_path):
     import torch
 
     checkpoint = tmp_path / "model.pt"
     torch.save({"cfg": {"model": {"encoder_layers": 12, "encoder_embed_dim": 384}}, "model": {}}, checkpoint)
-    assert seeds.recipe_args("transfer", checkpoint) == ["--freeze-layers", "10"]
+    assert seeds.recipe_args("transfer", checkpoint) == ["--freeze-layers", "8", "--lr", "1e-4"]
     assert seeds.recipe_args("xtreme", checkpoint) == []
     with pytest.raises(ValueError, match="needs|pass --finetune-from-model"):
         seeds.recipe_args("transfer", None)

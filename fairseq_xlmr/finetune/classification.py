@@ -10,12 +10,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from fairseq_xlmr.files import parse_list
 from fairseq_xlmr.finetune import split_files
 from fairseq_xlmr.finetune.base import XlmrFinetuneConfig, XlmrFinetuneTask
 
 logger = logging.getLogger(__name__)
 
 SPLIT_FIELDS = {"train": "train_file", "valid": "valid_file", "test": "test_file"}
+# A training label seen fewer than MIN_LABEL_COUNT times, and at most RARE_LABEL_SHARE times as often as the most
+# frequent label, is refused as a likely typo unless `--labels` lists it (in a tiny set every label is rare).
+MIN_LABEL_COUNT = 3
+RARE_LABEL_SHARE = 0.02
 
 
 @dataclass
@@ -23,6 +28,10 @@ class XlmrClassificationConfig(XlmrFinetuneConfig):
     train_languages: str = field(default="en", metadata={"help":
         "comma-separated languages to fine-tune on: 'en' is the paper's cross-lingual transfer (zero-shot "
         "to the others), 'all' every language with a training file (translate-train-all)"})
+    labels: str = field(default="", metadata={"help":
+        "comma-separated labels the training data may use; empty: any label, except one seen fewer than "
+        f"{MIN_LABEL_COUNT} times and at most {RARE_LABEL_SHARE:.0%} as often as the most frequent label (refused as a "
+        "likely typo, which would otherwise become a class of its own)"})
 
 
 class XlmrClassificationTask(XlmrFinetuneTask):
@@ -61,6 +70,7 @@ class XlmrClassificationTask(XlmrFinetuneTask):
             for split in ("train", "valid", "test"):
                 if split == "train" or getattr(cfg, SPLIT_FIELDS[split]):
                     task._examples[split] = task._read_split(split)
+            task._check_training_labels(task._examples["train"])
             for split in ("valid", "test"):
                 task._check_labels(split, task._examples.get(split, []))
             task._examples.pop("test", None)  # checked; fairseq-train never loads it (finetune-eval does)
@@ -96,6 +106,28 @@ class XlmrClassificationTask(XlmrFinetuneTask):
         if "train" in self.datasets:
             return len(self.datasets["train"])
         return len(self._examples.get("train") or self._read_split("train"))
+
+    def _check_training_labels(self, examples: list) -> None:
+        """Log the label counts of the training data; refuse labels outside `--labels`, or, without it, labels
+        rarer than MIN_LABEL_COUNT and RARE_LABEL_SHARE of the most frequent (a typo such as 'entailmnet' would
+        become a class of its own)."""
+        counts = Counter(label for example in examples for label in self.example_labels(example))
+        logger.info("training labels: %s", ", ".join(f"{label} {n}" for label, n in counts.most_common()))
+        allowed = parse_list(self.cfg.labels, "task.labels") if self.cfg.labels else None
+        if allowed is not None:
+            unknown = sorted(label for label in counts if label not in allowed)
+            if unknown:
+                raise ValueError(f"training labels {unknown} are not among `task.labels` {allowed}; fix them in the "
+                                 f"training files under {self.cfg.data!r} or add them to --labels.")
+            return
+        most = max(counts.values(), default=0)
+        rare = {label: n for label, n in counts.items() if n < MIN_LABEL_COUNT and n <= RARE_LABEL_SHARE * most}
+        if rare:
+            shown = ", ".join(f"{label!r} ({n}x)" for label, n in sorted(rare.items()))
+            raise ValueError(f"training labels {shown} occur fewer than {MIN_LABEL_COUNT} times, against {most} for the "
+                             "most frequent: a typo makes a class "
+                             f"of its own. Fix them in the training files under {self.cfg.data!r}, or list every label "
+                             f"with --labels {','.join(sorted(counts))} to keep them.")
 
     def _labels_from_training_data(self) -> List[str]:
         examples = self._examples.get("train") or self._read_split("train")

@@ -98,6 +98,24 @@ def test_eval_label_unseen_in_training_fails_at_setup(keyword_data, spm_model):
         XlmrSentenceClassificationTask.setup_task(sentence_cfg(keyword_data, spm_model))
 
 
+def test_a_rare_training_label_is_refused_as_a_typo_unless_listed(keyword_data, spm_model, caplog):
+    """A typo in a training file would otherwise become a class of its own."""
+    import logging
+
+    write_keyword_tsv(keyword_data / "en" / "train.tsv", "en", 200, seed=7)  # ~100 of each label
+    with open(keyword_data / "en" / "train.tsv", "a", encoding="utf-8") as f:
+        f.write("A cat and a dog.\tyse\n")
+    with pytest.raises(ValueError, match=r"training labels 'yse' \(1x\) occur fewer than 3 times, against \d+ for "
+                                         r"the most frequent.*--labels no,yes,yse"):
+        XlmrSentenceClassificationTask.setup_task(sentence_cfg(keyword_data, spm_model))
+    with pytest.raises(ValueError, match=r"training labels \['yse'\] are not among `task.labels` \['no', 'yes'\]"):
+        XlmrSentenceClassificationTask.setup_task(sentence_cfg(keyword_data, spm_model, labels="no,yes"))
+    with caplog.at_level(logging.INFO):
+        task = XlmrSentenceClassificationTask.setup_task(sentence_cfg(keyword_data, spm_model, labels="no,yes,yse"))
+    assert task.labels == ["no", "yes", "yse"]  # listed: kept as a class
+    assert any(r.getMessage().startswith("training labels: ") and "yse 1" in r.getMessage() for r in caplog.records)
+
+
 def test_checkpoint_metric_must_be_logged_and_maximised(keyword_data, spm_model):
     with pytest.raises(ValueError, match="maximize_best_checkpoint_metric` is off"):
         XlmrSentenceClassificationTask.setup_task(

@@ -42,6 +42,22 @@ def binarize_all(corpus: Path, spm_dir: Path, out: Path) -> Path:
     return dest
 
 
+def cli_startup(runs: int = 5):
+    """Seconds (best of `runs` fresh processes) of `xlmr --help` and of a command's `--help`."""
+    import time
+
+    xlmr = str(Path(sys.executable).with_name("xlmr"))
+    timings = {}
+    for argv in (["--help"], ["binarize", "--help"], ["fetch-pretrained", "--help"]):
+        best = float("inf")
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run([xlmr, *argv], check=True, capture_output=True)
+            best = min(best, time.perf_counter() - start)
+        timings["xlmr " + " ".join(argv)] = best
+    return timings
+
+
 def fetch_finetune_inputs(out: Path):
     """(multilingual-e5-small model dir, sentiment data dir), fetched once into `out`."""
     model, data = out / "models" / "multilingual-e5-small", out / "eval_data"
@@ -86,6 +102,9 @@ def write_markdown(results, path: Path):
                          f"{100 * run['mfu']:.1f}% | {ratio:.2f}× |")
     if results.get("finetune"):
         lines += ["", finetune_bench.markdown(results["finetune"])]
+    if results.get("cli"):
+        lines += ["", "| command line (best of 5 fresh processes) | seconds |", "|---|---|"]
+        lines += [f"| `{command}` | {seconds:.2f} |" for command, seconds in results["cli"].items()]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -116,17 +135,20 @@ def main(argv=None):
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--counts", default="5,10,20,40,80,120", help="language counts for the start-up curve")
-    parser.add_argument("--only", default="binarize,startup,throughput,finetune",
+    parser.add_argument("--only", default="cli,binarize,startup,throughput,finetune",
                         help="sections to (re-)run; the others are kept from an earlier results.json")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sections = args.only.split(",")
     earlier = out / "results.json"
-    results = json.loads(earlier.read_text()) if earlier.exists() and len(sections) < 4 else {}
+    results = json.loads(earlier.read_text()) if earlier.exists() and len(sections) < 5 else {}
     results["machine"] = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                           f"torch {torch.__version__}")
 
+    if "cli" in sections:
+        results["cli"] = cli_startup()
+        print(f"[bench] xlmr --help {results['cli']['xlmr --help']:.2f} s", flush=True)
     corpus = fetch_corpus(out)
     if "binarize" in sections:
         print("[bench] binarisation ...", flush=True)

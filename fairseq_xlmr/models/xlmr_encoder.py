@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from fairseq import utils
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.dataclass.utils import gen_parser_from_dataclass
-from fairseq.distributed import fsdp_wrap
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta.model import RobertaEncoder, RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_base_architecture
@@ -97,6 +96,14 @@ class XlmrEncoderConfig(FairseqDataclass):
         default=False,
         metadata={"help": "on CUDA, run the forward under torch.autocast(bfloat16): fp32 weights and "
                   "optimizer, no loss scaling (fairseq's own --bf16 implies --tpu and fails on GPUs)"},
+    )
+    checkpoint_activations: bool = field(
+        default=False,
+        metadata={"help": "recompute each Transformer layer's activations in the backward instead of keeping them "
+                  "(same gradients, about one more forward of compute); what lets XL/XXL batches fit"},
+    )
+    offload_activations: bool = field(
+        default=False, metadata={"help": "with checkpoint_activations, keep the layers' inputs in CPU memory"}
     )
     compile_layers: bool = field(
         default=False,
@@ -291,9 +298,9 @@ class XlmrSentenceEncoder(TransformerEncoderBase):
     def build_encoder_layer(self, cfg):
         layer = XlmrEncoderLayer(cfg)
         if cfg.checkpoint_activations:
+            # In place (the layer's forward is replaced), so parameter names stay RoBERTa's.
             layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
-        min_params = cfg.min_params_to_wrap if not cfg.checkpoint_activations else 0
-        return fsdp_wrap(layer, min_num_params=min_params)
+        return layer
 
     def positioned(self, src_tokens, positions, token_embeddings=None):
         """Token embeddings that give `positions` `(batch, seq_len)` (padding_idx + 1 onwards; TLM restarts them for
@@ -479,6 +486,11 @@ class XlmrEncoderModel(RobertaModel):
         # RobertaModel replaces fairseq's dataclass-driven add_args with its own legacy flag
         # list; ours come from XlmrEncoderConfig. No defaults here, so presets can fill them.
         gen_parser_from_dataclass(parser, XlmrEncoderConfig(), delete_default=True)
+
+    def sharding_units(self):
+        """The modules that fully sharded training shards one by one: each Transformer layer (a language-specific
+        layer with all its copies); the embeddings, the final LayerNorm and the heads stay in the root unit."""
+        return list(self.encoder.sentence_encoder.layers)
 
     def register_token_head(self, name, num_outputs, dropout=None):
         """Add (or replace) a per-token head; num_outputs = labels (tagging) or 2 (QA start/end)."""

@@ -11,6 +11,8 @@
   per SLURM or torchrun task.
 - broadcast: `distributed.utils._broadcast_object_slow`; multi-process runs resume on PyTorch >= 2.6.
 - arch_names: `options.add_model_args`; an unknown `--arch xlmr_*` lists our architectures, not fairseq's ~160.
+- fully_sharded: `Trainer`, `fsdp_enable_wrap`, `fsdp_wrap` of `fairseq_cli.train`; `--ddp-backend fully_sharded`
+  shards xlmr_encoder per layer with PyTorch's FSDP2 instead of fairscale (CUDA-only, unmaintained).
 
 `apply()` installs them all, once: `fairseq_xlmr.components` calls it when the plugin registers.
 """
@@ -21,12 +23,13 @@ from fairseq_xlmr.patches import (
     broadcast,
     checkpoint_loading,
     distributed_launch,
+    fully_sharded,
     nan_detector,
     training_loop,
 )
 
 PATCHES = (checkpoint_loading, atomic_checkpoints, training_loop, nan_detector, distributed_launch, broadcast,
-           arch_names)
+           arch_names, fully_sharded)
 
 
 def apply() -> None:

@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 from fairseq.distributed import utils as distributed_utils
 
-from fairseq_xlmr.patches import training_loop
+from fairseq_xlmr.patches import fully_sharded, training_loop
 from fairseq_xlmr.patches.wrapping import replace
 
 logger = logging.getLogger(__name__)
@@ -176,8 +176,11 @@ def infer_task_init(dt, environ=os.environ) -> None:
 def launch_checks(call_main):
     def wrapper(cfg, main, **kwargs):
         # The training loop's hooks need fairseq_cli.train, which may have been imported after us.
-        training_loop.patch_module(sys.modules.get(getattr(main, "__module__", ""), None))
+        train_module = sys.modules.get(getattr(main, "__module__", ""), None)
+        training_loop.patch_module(train_module)
+        fully_sharded.patch_module(train_module)
         check_launch(cfg)
+        fully_sharded.check_config(cfg)
         if needs_task_init(cfg):
             infer_task_init(cfg.distributed_training)
         return call_main(cfg, main, **kwargs)

@@ -41,6 +41,8 @@ SUBCOMMANDS = {
     "fetch-dictionaries": "FreeDict English->X dictionaries ranked by wordfreq -> MUSE files + 0-5000/5000-6500 splits",
     "sweep": "XLM-R's ablation sweeps (alpha, vocabulary, number of languages) at demo scale -> table + PNG",
     "average": "uniform or weighted average of checkpoints of one architecture and dictionary",
+    "consolidate": "the shard files of a fully sharded run -> one unsharded checkpoint (model.pt, or with its "
+                   "training state)",
 }
 # What the user caused and can fix: a bad option or input, a missing or existing file, a checkpoint refused as
 # unsafe. Anything else (a bug) keeps its traceback.

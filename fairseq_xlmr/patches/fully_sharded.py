@@ -216,9 +216,19 @@ class FullyShardedTrainer(Trainer):
         output = super().train_step(samples, raise_oom)
         if not self._memory_logged and self.optimizer.optimizer.state:
             self._memory_logged = True
-            logger.info(describe_memory(self.data_parallel_rank, self.data_parallel_world_size,
-                                        list(self._model.parameters()), optimizer_tensors(self.optimizer)))
+            self.log_memory()
         return output
+
+    def log_memory(self):
+        """Each rank's bytes of parameters and optimizer state against the unsharded ones, logged by rank 0
+        (fairseq silences the others' logs)."""
+        params, moments = list(self._model.parameters()), optimizer_tensors(self.optimizer)
+        mine = (sharding.held_bytes(params), sharding.whole_bytes(params),
+                sharding.held_bytes(moments), sharding.whole_bytes(moments))
+        every = [None] * self.data_parallel_world_size
+        dist.all_gather_object(every, mine, group=self.data_parallel_process_group)
+        for rank, measured in enumerate(every):
+            logger.info(describe_memory(rank, self.data_parallel_world_size, *measured))
 
     def save_checkpoint(self, filename, extra_state):
         # Every rank saves its own file: crash.pt becomes crash-shard<rank>.pt, like the regular checkpoints.
@@ -237,7 +247,9 @@ class FullyShardedTrainer(Trainer):
         of the same name (`checkpoint_last.pt`, a consolidated `--restore-file`), cut to this rank on loading.
         Mixed or foreign shards are refused on every rank alike, before anything is loaded."""
         suffix = self.checkpoint_suffix
-        unsharded = filename[:-len(suffix + ".pt")] + ".pt" if filename.endswith(suffix + ".pt") else filename
+        if not filename.endswith(suffix + ".pt"):
+            return filename  # named as it is (--finetune-from-model): an unsharded checkpoint
+        unsharded = filename[:-len(suffix + ".pt")] + ".pt"
         meta = None
         if os.path.isfile(filename):  # mmap: the metadata is read, the tensors are not
             meta = torch.load(filename, map_location="cpu", mmap=True, weights_only=True).get("fsdp_metadata") or {}
@@ -248,7 +260,7 @@ class FullyShardedTrainer(Trainer):
         world = self.data_parallel_world_size
         pattern = unsharded[:-len(".pt")] + "-shard*.pt"
         written = {(m or {}).get("world_size") for _, m in found} - {None}
-        if not all(exists for exists, _ in found) or written != {world}:
+        if not all(exists for exists, _ in found) or written != {world} or len(glob(pattern)) != world:
             writers = ", ".join(str(w) for w in sorted(written)) or "an unknown number of"
             raise ValueError(
                 f"{pattern} ({len(glob(pattern))} files) were written by {writers} ranks, but this run has "
@@ -272,13 +284,12 @@ def optimizer_tensors(optimizer):
             if torch.is_tensor(value)]
 
 
-def describe_memory(rank: int, world: int, params, optimizer_state) -> str:
-    """'rank 0 of 2 holds 0.51 MB of parameters (50.1% of the unsharded 1.02 MB) and ...', bytes measured."""
-    held_p, whole_p = sharding.held_bytes(params), sharding.whole_bytes(params)
-    held_o, whole_o = sharding.held_bytes(optimizer_state), sharding.whole_bytes(optimizer_state)
-    return (f"rank {rank} of {world} holds {held_p} bytes of parameters ({100 * held_p / whole_p:.2f}% of the "
-            f"unsharded {whole_p}) and {held_o} bytes of optimizer state ({100 * held_o / max(whole_o, 1):.2f}% of "
-            f"the unsharded {whole_o})")
+def describe_memory(rank: int, world: int, held_params: int, whole_params: int, held_moments: int,
+                    whole_moments: int) -> str:
+    """'rank 0 of 2 holds 153052 bytes of parameters (50.04% of the unsharded 305844) and ...'."""
+    return (f"rank {rank} of {world} holds {held_params} bytes of parameters ({100 * held_params / whole_params:.2f}% "
+            f"of the unsharded {whole_params}) and {held_moments} bytes of optimizer state "
+            f"({100 * held_moments / max(whole_moments, 1):.2f}% of the unsharded {whole_moments})")
 
 
 def sharded_trainer(trainer_cls):

@@ -74,7 +74,7 @@ def test_every_config_composes_with_every_run_config(group, name, run_config):
         assert hydra_cfg.job.chdir is False
 
 
-@pytest.mark.parametrize("name", ["base", "large", "xl"])
+@pytest.mark.parametrize("name", ["base", "large", "xl", "xxl"])
 def test_pretraining_configs_hold_the_paper_recipe_and_their_batch_arithmetic(name):
     cfg, _ = compose_like_fairseq("pretrain", name)
     text = header("pretrain", name)
@@ -98,6 +98,43 @@ def test_pretraining_configs_hold_the_paper_recipe_and_their_batch_arithmetic(na
     assert (list(opt.adam_betas), opt.adam_eps, opt.weight_decay) == ([0.9, 0.98], 1e-6, 0.01)
     assert (cfg.task._name, cfg.task.multilang_sampling_alpha, cfg.task.mask_prob) == ("xlmr_mlm", 0.3, 0.15)
     assert cfg.task.sampling_unit == "sentences"
+
+
+# Parameters of an xlmr_encoder preset: layers × (attention, feed-forward, 2 LayerNorms), token and position
+# embeddings, the LM head (dense, LayerNorm, output bias; its projection is the tied embedding), final LayerNorm.
+def parameters(layers, dim, ffn, vocab=250002, positions=514):
+    layer = 4 * dim * dim + 4 * dim + 2 * dim * ffn + dim + ffn + 4 * dim
+    return layers * layer + (vocab + positions) * dim + dim * dim + 3 * dim + vocab + 2 * dim
+
+
+@pytest.mark.parametrize("name, sizes", [("xl", (36, 2560, 10240)), ("xxl", (48, 4096, 16384))])
+def test_xl_and_xxl_are_sharded_and_their_headers_memory_arithmetic_holds(name, sizes):
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+
+    from fairseq_xlmr.patches.fully_sharded import check_config
+
+    cfg, _ = compose_like_fairseq("pretrain", name, ["distributed_training.distributed_world_size=64"])
+    assert (cfg.distributed_training.ddp_backend, cfg.distributed_training.use_sharded_state) == ("fully_sharded", True)
+    check_config(cfg)  # the sharded backend accepts it as it is
+    preset = OmegaConf.create({"_name": cfg.model._name})
+    with open_dict(preset):
+        ARCH_CONFIG_REGISTRY[cfg.model._name](preset)
+    layers, dim, ffn = sizes
+    assert (preset.encoder_layers, preset.encoder_embed_dim, preset.encoder_ffn_embed_dim) == sizes
+    count = parameters(layers, dim, ffn)
+    text = " ".join(line.lstrip("# ") for line in header("pretrain", name).splitlines())
+    assert f"{count / 1e9:.2f}B parameters" in text
+    gpus = int(re.search(r"Memory per 80 GB GPU, sharded over G = (\d+)", text).group(1))
+    assert gpus * cfg.dataset.batch_size * cfg.optimization.update_freq[0] == 8192
+    assert f"16 bytes × {count / 1e9:.2f}B parameters = {16 * count / 1e9:.1f} GB unsharded; / {gpus} = " \
+           f"{16 * count / gpus / 1e9:.2f} GB" in text
+    # Activations: ~34 bytes × tokens × hidden size per layer and sequence; checkpointed, each layer's bf16
+    # input plus one layer recomputed.
+    per_sequence = 34 * 512 * dim * layers / 1e9
+    checkpointed = (2 * 512 * dim * layers + 34 * 512 * dim) / 1e9
+    batch = cfg.dataset.batch_size
+    assert f"{per_sequence:.1f} GB per sequence, × batch_size {batch} = {per_sequence * batch:.1f} GB" in text
+    assert f"{checkpointed:.2f} GB per sequence, {checkpointed * batch:.1f} GB" in text
 
 
 @pytest.mark.parametrize("name", sorted(FINETUNE))

@@ -172,3 +172,33 @@ def test_a_sharded_run_trains_from_a_consolidated_model(reference, data_bin, tmp
     assert first < losses(sharded_run.train(tmp_path, [data_bin, *TRAINING, *SHARDED, "--max-update", "1",
                                                        "--save-dir", tmp_path / "fresh"])[1])[1]
     shutil.rmtree(tmp_path / "fresh")
+
+
+def test_a_consolidated_xl_layout_model_loads_in_the_hub_and_exports_to_hf_with_parity(tmp_path):
+    """xlmr_xl's layout (pre-LayerNorm, a final LayerNorm) at debug size, trained sharded, consolidated."""
+    transformers = pytest.importorskip("transformers")
+    from fairseq_xlmr import hub
+    from fairseq_xlmr.preprocess.binarize import binarize
+    from tests.fixtures.tiny_data import make_tiny_corpus, make_tiny_spm
+
+    corpus = make_tiny_corpus(tmp_path / "corpus", languages=("en", "de"), lines=100)
+    spm = make_tiny_spm(tmp_path / "spm", corpus, vocab_size=120)
+    binarize(corpus, spm["spm"], tmp_path / "data-bin", valid_lines=10, quiet=True)
+    xl_small = ["--arch", "xlmr_xl", "--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim",
+                "128", "--encoder-attention-heads", "4"]
+    code, output = sharded_run.train(tmp_path, [tmp_path / "data-bin", *TRAINING, *xl_small, *SHARDED,
+                                                "--max-update", "4", "--save-dir", tmp_path / "ckpt"])
+    assert code == 0, output[-3000:]
+    model_dir = tmp_path / "model"
+    assert cli.main(["consolidate", str(tmp_path / "ckpt" / "checkpoint_last-shard0.pt"),
+                     "--out", str(model_dir / "model.pt")]) == 0
+    shutil.copy(spm["spm"], model_dir / "sentencepiece.bpe.model")
+    xlmr = hub.from_pretrained(str(model_dir))
+    assert xlmr.model.args.encoder_normalize_before and len(xlmr.model.encoder.sentence_encoder.layers) == 2
+    assert cli.main(["export-hf", str(model_dir), str(tmp_path / "hf")]) == 0
+    hf = transformers.XLMRobertaXLForMaskedLM.from_pretrained(str(tmp_path / "hf")).eval()
+    tokens = xlmr.encode("The cat sees the dog.").unsqueeze(0)
+    with torch.no_grad():
+        ours = xlmr.model(tokens)[0]
+        theirs = hf(input_ids=tokens).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4

@@ -202,3 +202,22 @@ def test_a_consolidated_xl_layout_model_loads_in_the_hub_and_exports_to_hf_with_
         ours = xlmr.model(tokens)[0]
         theirs = hf(input_ids=tokens).logits
     assert (ours - theirs).abs().max().item() <= 1e-4
+
+
+def test_bf16_computes_in_bfloat16_and_keeps_float32_master_weights_and_gradients(tmp_path):
+    """The GPU policy, run on CPU: what CUDA adds (its kernels, NCCL) is not checked here."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.fixtures.fairseq_run import REPO
+
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                             "-m", "tests.fixtures.sharded_precision"], cwd=REPO, capture_output=True, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=180)
+    line = next((x for x in result.stdout.splitlines() if x.startswith("PRECISION ")), None)
+    assert result.returncode == 0 and line, result.stdout[-2000:] + result.stderr[-2000:]
+    seen = json.loads(line[len("PRECISION "):])
+    assert seen == {"weight": "torch.bfloat16", "output": "torch.bfloat16", "shard": "torch.float32",
+                    "grad": "torch.float32", "grads_finite": True}

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROTOCOLS = {
     "full (XLM-R's recipe, <s> head)": ("cls", [], 2e-5),
     "embeddings frozen": ("mean", ["--freeze-embeddings"], 2e-5),
-    "transfer (top 2 layers + head)": ("mean", ["--freeze-layers", "10"], 5e-5),
+    "transfer (top 4 layers + head)": ("mean", ["--freeze-layers", "8"], 1e-4),
 }
 
 

@@ -98,7 +98,8 @@ def test_bad_settings_stop_before_any_work(setup, tmp_path):
     cases = [({"K": "two"}, "K=two: the number of random-init twins must be a whole number"),
              ({"STEPS": "pos parse"}, "STEPS names parse; known: pos sentiment retrieval bli cka"),
              ({"RECIPE": "frozen"}, "RECIPE=frozen; known: transfer xtreme"),
-             ({"CORPUS": str(root / "nowhere")}, "nowhere/udhr not found; run `make demo`")]
+             ({"CORPUS": str(root / "nowhere")}, "nowhere/udhr not found; run `make demo`"),
+             ({"BLI_LANGS": "de,es"}, "en-es.5000-6500.txt is missing or empty")]
     for settings, message in cases:
         done = run(model, env, OUT=str(out), **settings)
         assert done.returncode == 2 and message in done.stderr, done.stderr

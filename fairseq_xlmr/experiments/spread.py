@@ -59,13 +59,15 @@ def spread(model: Dict[str, float], baselines: List[Dict[str, float]], model_std
 
 def markdown(table: Dict[str, Dict[str, float]], title: str) -> str:
     langs = [lang for lang in table if lang != "average"] + ["average"]
-    rows = [["model"] + [f"{table[l]['model']:.1f}" for l in langs],
-            ["baselines mean ± std"] + [f"{table[l]['mean']:.1f} ± {table[l]['std']:.1f}" for l in langs],
-            ["baselines min-max"] + [f"{table[l]['min']:.1f}-{table[l]['max']:.1f}" for l in langs],
+    # Scores on a 0-1 scale (CKA) need more digits than percentages.
+    d = 3 if all(abs(table[l][key]) <= 1 for l in langs for key in ("model", "min", "max")) else 1
+    rows = [["model"] + [f"{table[l]['model']:.{d}f}" for l in langs],
+            ["baselines mean ± std"] + [f"{table[l]['mean']:.{d}f} ± {table[l]['std']:.{d}f}" for l in langs],
+            ["baselines min-max"] + [f"{table[l]['min']:.{d}f}-{table[l]['max']:.{d}f}" for l in langs],
             ["model beats"] + [f"{table[l]['below']}/{table[l]['of']}" for l in langs]]
     if any(table[l]["seed_std"] for l in langs):
         rows.append(["margin over the best (seed std)"] + [
-            f"{table[l]['margin']:+.1f} ({table[l]['seed_std']:.1f}){'' if table[l]['clear'] else ' not clear'}"
+            f"{table[l]['margin']:+.{d}f} ({table[l]['seed_std']:.{d}f}){'' if table[l]['clear'] else ' not clear'}"
             for l in langs])
     return "\n".join([title, ""] + markdown_table([""] + langs, rows)) + "\n"
 

@@ -67,3 +67,12 @@ def test_run_directories_are_their_mean_over_seeds_and_the_margin_is_weighed_aga
     # tr: 38 against the best baseline's 36 (random0, std 1.41) with the model's own std 2.83: not clear
     assert table["tr"]["margin"] == 2.0 and table["tr"]["clear"] is False
     assert "| margin over the best (seed std) | +7.0 (2.8) | +2.0 (2.8) not clear |" in out.read_text()
+
+
+def test_scores_on_a_unit_scale_keep_three_decimals(tmp_path):
+    model = results(tmp_path / "model.json", {"de": 0.781, "tr": 0.822})
+    baselines = [results(tmp_path / f"r{k}.json", {"de": de, "tr": 0.76}) for k, de in enumerate([0.672, 0.694])]
+    out = tmp_path / "cka.md"
+    assert xlmr_main(["spread", str(model), "--baselines", *map(str, baselines), "--out", str(out)]) == 0
+    assert "| model | 0.781 | 0.822 | 0.801 |" in out.read_text()
+    assert "| baselines min-max | 0.672-0.694 | 0.760-0.760 |" in out.read_text()

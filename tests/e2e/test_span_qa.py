@@ -78,17 +78,17 @@ def finetune_args(model_dir, data, save_dir):
 def test_finetuning_learns_the_marker_rule_and_logs_f1_per_language(qa_setup):
     root, model_dir, data = qa_setup
     save_dir = root / "qa_checkpoints"
-    messages = fairseq_train(finetune_args(model_dir, data, save_dir) + ["--max-epoch", "16"])
+    messages = fairseq_train(finetune_args(model_dir, data, save_dir) + ["--max-epoch", "24"])
     assert any("train: 600 questions -> " in m for m in messages)
     valid = json_stats(messages, key='"valid_f1"')
-    assert len(valid) == 16
+    assert len(valid) == 24
     f1_en = [float(v["valid_f1_en"]) for v in valid]
     last = valid[-1]
     assert {"valid_f1_en", "valid_f1_de", "valid_em_en", "valid_em_de", "valid_f1", "valid_em"} <= set(last)
     assert float(last["valid_f1"]) == pytest.approx((float(last["valid_f1_en"]) + float(last["valid_f1_de"])) / 2,
                                                     abs=0.02)
-    # Untrained, the head picks a random word (F1 ~10); the rule is learnt within 16 epochs (~750 updates,
-    # seen here: en 100, de 95 at the end) and carries over to German words never seen in training.
+    # Untrained, the head picks a random word (F1 ~10); the rule is learnt within 24 epochs (~1,100 updates,
+    # seen here: en 93, de 73 at the end) and carries over to German words never seen in training.
     f1_de = [float(v["valid_f1_de"]) for v in valid]
     assert f1_en[0] < 30 and max(f1_en) > 90, f1_en
     assert f1_de[0] < 30 and max(f1_de) > 60, f1_de
@@ -98,7 +98,8 @@ def test_finetuning_learns_the_marker_rule_and_logs_f1_per_language(qa_setup):
     # `xlmr eval-qa` decodes the best checkpoint as validation did: the same dev F1 per language.
     assert xlmr(["eval-qa", "--checkpoint", str(save_dir / "checkpoint_best.pt"), "--name", "synthetic", "--cpu"]) == 0
     results = json.loads((save_dir / "results.json").read_text())
-    best_epoch = next(v for v in valid if float(v["valid_f1"]) == best)
+    # fairseq keeps the later of tied epochs as checkpoint_best.pt (a >= b).
+    best_epoch = [v for v in valid if float(v["valid_f1"]) == best][-1]
     assert results["split"] == "valid" and results["metric"] == "f1" and results["seed"] == 1
     assert results["per_language"]["en"] == pytest.approx(float(best_epoch["valid_f1_en"]), abs=0.01)
     assert results["per_language"]["de"] == pytest.approx(float(best_epoch["valid_f1_de"]), abs=0.01)

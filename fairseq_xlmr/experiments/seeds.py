@@ -39,7 +39,7 @@ RECIPES = {
     "transfer": f"the embeddings and all but the top {TRANSFER_TOP_LAYERS} layers of the pretrained model stay frozen "
                 f"(without dropout, their states cached) and the rest trains at lr {TRANSFER_LR} (an --lr given "
                 "explicitly wins): for small training sets, where it keeps the zero-shot transfer of the frozen "
-                "features and trains 3-4x faster (docs/experiments/multilingual_e5.md)",
+                "features and trains ~3x faster (docs/experiments/multilingual_e5.md)",
 }
 BEST_CHECKPOINT = "checkpoint_best.pt"
 OWN_OPTIONS = ("--seed", "--save-dir")  # set per run by the driver

@@ -5,8 +5,9 @@
 # array task_args (data and task options) and defaults for XTREME_LR, EPOCHS and BATCH; "$@" (the caller's
 # arguments) are extra fairseq-train arguments and come last, so they win.
 #
-# Env: RECIPE (xtreme: every weight trains, the paper's recipe; transfer: the embeddings and all but the top 4 layers frozen, lr 1e-4, which keeps
-#      zero-shot transfer on small training sets: see `xlmr finetune-seeds --help`),
+# Env: RECIPE (xtreme: every weight trains, the paper's recipe; transfer: the embeddings and all but the top 4
+#      layers frozen, lr 1e-4, which keeps zero-shot transfer on small training sets: see
+#      `xlmr finetune-seeds --help`),
 #      MODEL (pretrained model.pt; dict.txt and sentencepiece.bpe.model beside it), SPM (a
 #      SentencePiece model elsewhere, with its dict.txt beside it), ARCH (xlmr_base; xlmr_xl/xlmr_xxl for
 #      pre-LayerNorm checkpoints; sizes are read from MODEL), SEEDS ("1 2 3 4 5"), SAVE_DIR, FP16 (1 on GPU,
